@@ -1,0 +1,15 @@
+//! openai-watch: watches an OpenAI (or OpenAI-compatible) API account, classifies every answer
+//! against the documented error catalog, and records the history in SQLite.
+//!
+//! Data moves one way: config → scheduler → probe → classify → store.
+
+pub mod catalog; // the documented error catalog and `classify()`
+pub mod check; // the `check` command: every probe once, Nagios exit codes
+pub mod cli; // command-line interface and exit codes
+pub mod config; // typed configuration, validation, secrets
+pub mod daemon; // the `run` command: wiring of tasks and shutdown
+pub mod probe; // HTTP probing → `Observation`
+pub mod redact; // masking of secrets in untrusted text
+pub mod scheduler; // when each probe runs
+pub mod simulate; // the OpenAI-shaped fake API
+pub mod store; // SQLite storage

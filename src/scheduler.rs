@@ -1,0 +1,175 @@
+//! The probe scheduler: one task that keeps every (target, probe) slot's next due time in a
+//! heap, starts due probes under a concurrency bound, and hands observations to the recorder.
+//! No task per target: memory stays flat as targets grow.
+
+use crate::config::Target;
+use crate::probe::{Observation, Prober};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Probes in flight at once, across all targets.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Start times are spread over the interval, but never more than this, so that a 15-minute
+/// probe still reports soon after start.
+const MAX_INITIAL_SPREAD: Duration = Duration::from_secs(60);
+
+/// When the next probe of a slot is due. A probe never overlaps the previous one of its slot,
+/// and when the answer asked for a pause (`retry-after`), the next probe waits at least that
+/// long after the answer: the monitor must never be the cause of a rate limit.
+pub fn next_due(
+    started: Instant,
+    finished: Instant,
+    interval: Duration,
+    retry_after: Option<Duration>,
+) -> Instant {
+    let regular = (started + interval).max(finished);
+    match retry_after {
+        Some(wait) => regular.max(finished + wait),
+        None => regular,
+    }
+}
+
+/// First start of a slot: spread over `min(interval, 60s)` by `fraction` in [0, 1).
+pub fn initial_delay(interval: Duration, fraction: f64) -> Duration {
+    interval
+        .min(MAX_INITIAL_SPREAD)
+        .mul_f64(fraction.clamp(0.0, 1.0))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Slot {
+    target: usize,
+    probe: usize,
+}
+
+/// Runs until `cancel` fires; in-flight probes are then abandoned (they have recorded nothing).
+pub async fn run(
+    targets: Arc<Vec<Target>>,
+    prober: Arc<Prober>,
+    out: mpsc::Sender<Observation>,
+    cancel: CancellationToken,
+) {
+    let now = Instant::now();
+    let mut due: BinaryHeap<Reverse<(Instant, Slot)>> = BinaryHeap::new();
+    for (ti, t) in targets.iter().enumerate() {
+        for (pi, p) in t.probes.iter().enumerate() {
+            let start = now + initial_delay(p.interval(), fastrand::f64());
+            due.push(Reverse((
+                start,
+                Slot {
+                    target: ti,
+                    probe: pi,
+                },
+            )));
+        }
+    }
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut in_flight: JoinSet<(Slot, Instant, Observation)> = JoinSet::new();
+    loop {
+        let next = due.peek().map(|Reverse((at, _))| *at);
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                let Ok((slot, started, obs)) = done else { continue };
+                let probe = &targets[slot.target].probes[slot.probe];
+                let at = next_due(started, Instant::now(), probe.interval(), obs.retry_after);
+                if let Some(wait) = obs.retry_after {
+                    tracing::info!(target = %obs.target, probe = %obs.kind, wait = %humantime::format_duration(wait), "upstream asked to wait; next probe delayed");
+                }
+                due.push(Reverse((at, slot)));
+                if out.send(obs).await.is_err() {
+                    break;
+                }
+            }
+            () = sleep_until_opt(next) => {
+                let Some(Reverse((_, slot))) = due.pop() else { continue };
+                let permit = tokio::select! {
+                    p = permits.clone().acquire_owned() => p,
+                    () = cancel.cancelled() => break,
+                };
+                let Ok(permit) = permit else { break };
+                let targets = targets.clone();
+                let prober = prober.clone();
+                in_flight.spawn(async move {
+                    let _permit = permit;
+                    let started = Instant::now();
+                    let target = &targets[slot.target];
+                    let probe = &target.probes[slot.probe];
+                    let obs = prober.probe(target, probe.kind(), probe.model()).await;
+                    (slot, started, obs)
+                });
+            }
+        }
+    }
+    in_flight.abort_all();
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_probe_follows_the_interval_when_nothing_asks_for_a_pause() {
+        let t0 = Instant::now();
+        let done = t0 + Duration::from_millis(200);
+        assert_eq!(
+            next_due(t0, done, Duration::from_secs(60), None),
+            t0 + Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn retry_after_delays_the_next_probe_beyond_the_interval() {
+        let t0 = Instant::now();
+        let done = t0 + Duration::from_millis(100);
+        let at = next_due(
+            t0,
+            done,
+            Duration::from_secs(1),
+            Some(Duration::from_secs(20)),
+        );
+        assert_eq!(at, done + Duration::from_secs(20));
+        // A pause shorter than the interval changes nothing.
+        let at = next_due(
+            t0,
+            done,
+            Duration::from_secs(60),
+            Some(Duration::from_secs(5)),
+        );
+        assert_eq!(at, t0 + Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_slow_probe_is_never_overlapped_by_the_next() {
+        let t0 = Instant::now();
+        let done = t0 + Duration::from_secs(90);
+        assert_eq!(next_due(t0, done, Duration::from_secs(60), None), done);
+    }
+
+    #[test]
+    fn start_times_spread_over_at_most_a_minute() {
+        assert_eq!(
+            initial_delay(Duration::from_secs(900), 0.5),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            initial_delay(Duration::from_secs(10), 0.5),
+            Duration::from_secs(5)
+        );
+        assert!(initial_delay(Duration::from_secs(10), 0.999) < Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,83 @@
+//! The `probes` table: one row per probe.
+
+use super::{Store, StoreError};
+use crate::probe::Observation;
+use serde::Serialize;
+
+/// A stored probe, as the API and the commands read it back.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ProbeRow {
+    pub id: i64,
+    pub at_ms: i64,
+    pub location: String,
+    pub target: String,
+    pub probe: String,
+    pub latency_ms: i64,
+    pub http_status: Option<i64>,
+    pub transport_error: Option<String>,
+    pub category: String,
+    pub error_id: String,
+    pub message: Option<String>,
+    pub request_id: Option<String>,
+    pub ratelimit_remaining_requests: Option<i64>,
+    pub ratelimit_remaining_tokens: Option<i64>,
+}
+
+impl Store {
+    /// Inserts a batch of observations in one transaction.
+    pub async fn insert_probes(
+        &self,
+        location: &str,
+        batch: &[Observation],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for o in batch {
+            sqlx::query(
+                "insert into probes (at_ms, location, target, probe, latency_ms, http_status, \
+                 transport_error, category, error_id, message, request_id, \
+                 ratelimit_limit_requests, ratelimit_limit_tokens, ratelimit_remaining_requests, \
+                 ratelimit_remaining_tokens, ratelimit_reset_requests, ratelimit_reset_tokens) \
+                 values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(o.at_ms)
+            .bind(location)
+            .bind(o.target.as_str())
+            .bind(o.kind.as_str())
+            .bind(o.latency_ms)
+            .bind(o.http_status.map(i64::from))
+            .bind(o.transport_error)
+            .bind(o.entry.category.as_str())
+            .bind(o.entry.id)
+            .bind(o.message.as_deref())
+            .bind(o.request_id.as_deref())
+            .bind(o.rate_limits.limit_requests)
+            .bind(o.rate_limits.limit_tokens)
+            .bind(o.rate_limits.remaining_requests)
+            .bind(o.rate_limits.remaining_tokens)
+            .bind(o.rate_limits.reset_requests.as_deref())
+            .bind(o.rate_limits.reset_tokens.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The latest probes of a target, newest first.
+    pub async fn recent_probes(
+        &self,
+        target: &str,
+        limit: i64,
+    ) -> Result<Vec<ProbeRow>, StoreError> {
+        Ok(sqlx::query_as::<_, ProbeRow>(
+            "select id, at_ms, location, target, probe, latency_ms, http_status, transport_error, \
+             category, error_id, message, request_id, ratelimit_remaining_requests, \
+             ratelimit_remaining_tokens \
+             from probes where target = ? order by at_ms desc, id desc limit ?",
+        )
+        .bind(target)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
