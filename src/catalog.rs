@@ -183,7 +183,7 @@ pub static CATALOG: &[Entry] = &[
     entry!(
         "account_deactivated", "account deactivated", &[401], Auth, Critical,
         codes: &["account_deactivated"], types: &[],
-        messages: &["account has been deactivated", "account is deactivated", "account deactivated"],
+        messages: &["deactivated account", "account has been deactivated", "account is deactivated", "account deactivated"],
         status: StatusRule::None,
         cause: "The account or organization behind the key has been deactivated; every request with it is refused.",
         resolution: "Contact OpenAI support through the help center to learn why and to have the account reactivated. A new key of the same account does not help.",

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer};
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -144,6 +145,7 @@ pub struct Agent {
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
     /// The SQLite database; relative paths are relative to the working directory.
+    #[serde(deserialize_with = "deserialize_db_path")]
     pub path: PathBuf,
     pub raw_retention: Dur,
     pub rollup_retention: Dur,
@@ -196,21 +198,52 @@ impl Dashboard {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Detection {
-    pub failure_threshold: u32,
-    pub success_threshold: u32,
+    pub failure_threshold: NonZeroU32,
+    pub success_threshold: NonZeroU32,
+    #[serde(deserialize_with = "deserialize_positive_dur")]
     pub window: Dur,
+    #[serde(deserialize_with = "deserialize_ratio")]
     pub failure_ratio: f64,
-    pub min_samples: u32,
+    pub min_samples: NonZeroU32,
+}
+
+fn deserialize_positive_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+    let v = Dur::deserialize(d)?;
+    if v.0.is_zero() {
+        return Err(serde::de::Error::custom("must be longer than 0s"));
+    }
+    Ok(v)
+}
+
+fn deserialize_ratio<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is not a ratio above 0 and at most 1"
+        )))
+    }
+}
+
+fn deserialize_db_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    let v = PathBuf::deserialize(d)?;
+    if v.as_os_str().is_empty() {
+        return Err(serde::de::Error::custom(
+            "the database path must not be empty",
+        ));
+    }
+    Ok(v)
 }
 
 impl Default for Detection {
     fn default() -> Self {
         Detection {
-            failure_threshold: 3,
-            success_threshold: 2,
+            failure_threshold: NonZeroU32::new(3).expect("non-zero"),
+            success_threshold: NonZeroU32::new(2).expect("non-zero"),
             window: Dur(Duration::from_secs(600)),
             failure_ratio: 0.5,
-            min_samples: 5,
+            min_samples: NonZeroU32::new(5).expect("non-zero"),
         }
     }
 }
@@ -530,7 +563,11 @@ impl Config {
         let de = toml::de::Deserializer::parse(text)
             .map_err(|e| error(e.span(), None, first_line(e.message())))?;
         let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
+            // `Spanned` fields add a private segment to the path; users never wrote it.
+            let key = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
             let inner = e.into_inner();
             error(inner.span(), Some(key), first_line(inner.message()))
         })?;
@@ -558,7 +595,7 @@ impl Config {
         if self.targets.is_empty() {
             return Err(ConfigError {
                 file: self.source.clone(),
-                position: None,
+                position: Some(line_col(&self.text, self.text.len())),
                 key: Some("targets".into()),
                 message: "no [[targets]] configured: add at least one target to probe".into(),
             });
@@ -627,27 +664,6 @@ impl Config {
                     }
                 }
             }
-        }
-        let d = &self.detection;
-        if d.failure_threshold == 0 || d.success_threshold == 0 || d.min_samples == 0 {
-            return Err(self.err_at(
-                0..0,
-                "detection",
-                "failure_threshold, success_threshold and min_samples must be at least 1",
-            ));
-        }
-        if !(d.failure_ratio > 0.0 && d.failure_ratio <= 1.0) {
-            return Err(self.err_at(
-                0..0,
-                "detection.failure_ratio",
-                "failure_ratio must be above 0 and at most 1",
-            ));
-        }
-        if d.window.0.is_zero() {
-            return Err(self.err_at(0..0, "detection.window", "window must be longer than 0s"));
-        }
-        if self.storage.path.as_os_str().is_empty() {
-            return Err(self.err_at(0..0, "storage.path", "path must not be empty"));
         }
         if let Some(email) = &self.alerts.email {
             self.check_one_source(
@@ -950,7 +966,7 @@ mod tests {
     #[test]
     fn a_minimal_config_gets_the_documented_defaults() {
         let c = parse(MINIMAL).unwrap();
-        assert_eq!(c.detection.failure_threshold, 3);
+        assert_eq!(c.detection.failure_threshold.get(), 3);
         assert_eq!(c.targets[0].timeout(), Duration::from_secs(30));
         assert_eq!(
             c.targets[0].endpoint("models"),

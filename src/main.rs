@@ -33,6 +33,7 @@ fn exit(code: i32) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> i32 {
+    let shutdown = shutdown_signal();
     let needs_secrets = matches!(
         cli.command,
         Command::Run | Command::Check { .. } | Command::Config { .. }
@@ -49,11 +50,9 @@ async fn dispatch(cli: Cli) -> i32 {
     };
     let result = match (&cli.command, config) {
         (Command::Simulate { listen, scenario }, _) => {
-            cli::simulate(*listen, scenario, shutdown_signal())
-                .await
-                .map(|()| 0)
+            cli::simulate(*listen, scenario, shutdown).await.map(|()| 0)
         }
-        (Command::Run, Some(config)) => openai_watch::daemon::run(config, shutdown_signal())
+        (Command::Run, Some(config)) => openai_watch::daemon::run(config, shutdown)
             .await
             .map(|()| 0),
         (Command::Check { json }, Some(config)) => {
@@ -103,24 +102,24 @@ fn init_logging(cli: &Cli) {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled, so that a signal during start-up is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let int = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
+    async move {
+        match (int, term) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {},
+                    _ = term.recv() => {},
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+            _ => {
+                tracing::error!("cannot install signal handlers; stop with SIGKILL");
+                std::future::pending::<()>().await
+            }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

@@ -9,7 +9,7 @@ pub const MAX_MESSAGE_BYTES: usize = 1024;
 
 static SK_TOKEN: LazyLock<regex_lite::Regex> = LazyLock::new(|| {
     // `*` is included so that a key the API already masked (`sk-abc12****wxyz`) is masked whole.
-    regex_lite::Regex::new(r"sk-[A-Za-z0-9_\-\*\.]{4,}").expect("static pattern compiles")
+    regex_lite::Regex::new(r"sk-[A-Za-z0-9_\-\*]{4,}").expect("static pattern compiles")
 });
 
 fn last_four(s: &str) -> &str {
@@ -23,10 +23,12 @@ pub fn mask(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_string();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         if out.contains(secret) {
-            let replacement = if secret.chars().count() >= 8 {
-                format!("…{}", last_four(secret))
-            } else {
+            let replacement = if secret.chars().count() < 8 {
                 "…".to_string()
+            } else if secret.starts_with("sk-") {
+                format!("sk-…{}", last_four(secret))
+            } else {
+                format!("…{}", last_four(secret))
             };
             out = out.replace(secret, &replacement);
         }
