@@ -5,14 +5,14 @@
 //! status, then the transport error. The table below is the only place that knows which code,
 //! type or message means what; adding a provider's errors means adding rows.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The link every alert and page gives for the official description of the errors.
 pub const DOCS_URL: &str = "https://platform.openai.com/docs/guides/error-codes/api-errors";
 
 /// The stable vocabulary of config, API, metrics and alerts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Ok,
@@ -55,6 +55,12 @@ impl Category {
 
     pub fn parse(s: &str) -> Option<Category> {
         Category::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Categories that pass on their own and open an incident only when they persist
+    /// (`failure_threshold` in a row, or the flapping rule).
+    pub fn is_transient(self) -> bool {
+        matches!(self, Category::Outage | Category::Overload | Category::RateLimit | Category::Unknown)
     }
 }
 

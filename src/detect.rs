@@ -1,0 +1,282 @@
+//! Incident detection (SPEC §6) as a pure state machine: the previous state of a target, one
+//! probe's verdict and its time give the new state and the transitions. No I/O and no clock:
+//! it is tested with timestamps alone, and its state is stored with the probes so that a
+//! restart continues where it stopped.
+
+use crate::catalog::Category;
+use crate::config::{Detection, ProbeKind};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// What the detector remembers about one target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetState {
+    /// The current run of consecutive probes in one transient category, and its start.
+    pub run: Option<Run>,
+    /// The target's probes within `[detection] window`: (time, category).
+    pub window: VecDeque<(i64, Category)>,
+    /// Open incidents by category.
+    pub open: BTreeMap<Category, OpenIncident>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub category: Category,
+    pub count: u32,
+    pub since_ms: i64,
+}
+
+/// What the detector needs of an open incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenIncident {
+    /// Probe kinds that saw the problem: only their healthy probes can resolve it.
+    pub kinds: Vec<ProbeKind>,
+    /// Consecutive healthy probes of those kinds.
+    pub healthy: u32,
+}
+
+/// One probe's verdict, as the detector sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict {
+    pub at_ms: i64,
+    pub kind: ProbeKind,
+    pub category: Category,
+}
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// A new incident: `probe_count` failing probes since `since_ms` led to it.
+    Opened { category: Category, probe_count: u32, since_ms: i64 },
+    /// An open incident was seen again.
+    Seen { category: Category },
+    /// An incident resolved.
+    Resolved { category: Category },
+}
+
+/// Advances `state` by one probe and returns what changed.
+pub fn step(state: &mut TargetState, cfg: &Detection, v: Verdict) -> Vec<Transition> {
+    let mut out = Vec::new();
+    let window_ms = i64::try_from(cfg.window.0.as_millis()).unwrap_or(i64::MAX);
+    state.window.push_back((v.at_ms, v.category));
+    while state.window.front().is_some_and(|(t, _)| *t <= v.at_ms.saturating_sub(window_ms)) {
+        state.window.pop_front();
+    }
+    state.run = match state.run {
+        Some(r) if r.category == v.category && v.category.is_transient() => Some(Run { count: r.count + 1, ..r }),
+        _ if v.category.is_transient() => Some(Run { category: v.category, count: 1, since_ms: v.at_ms }),
+        _ => None,
+    };
+
+    let mut resolved = Vec::new();
+    for (category, incident) in state.open.iter_mut() {
+        if *category == v.category {
+            incident.healthy = 0;
+            if !incident.kinds.contains(&v.kind) {
+                incident.kinds.push(v.kind);
+            }
+            out.push(Transition::Seen { category: *category });
+        } else if incident.kinds.contains(&v.kind) {
+            if v.category == Category::Ok {
+                incident.healthy += 1;
+                if incident.healthy >= cfg.success_threshold.get() {
+                    resolved.push(*category);
+                }
+            } else {
+                incident.healthy = 0;
+            }
+        }
+    }
+    for category in resolved {
+        state.open.remove(&category);
+        // The evidence that opened it must not reopen it on the next blip.
+        state.window.retain(|(_, c)| *c != category);
+        out.push(Transition::Resolved { category });
+    }
+
+    if v.category != Category::Ok && !state.open.contains_key(&v.category) {
+        let opening = if !v.category.is_transient() {
+            Some((1, v.at_ms))
+        } else if let Some(run) = state.run.filter(|r| r.count >= cfg.failure_threshold.get()) {
+            Some((run.count, run.since_ms))
+        } else {
+            flapping(state, cfg, v.category)
+        };
+        if let Some((probe_count, since_ms)) = opening {
+            state.open.insert(v.category, OpenIncident { kinds: vec![v.kind], healthy: 0 });
+            out.push(Transition::Opened { category: v.category, probe_count, since_ms });
+        }
+    }
+    out
+}
+
+/// The flapping rule: enough probes in the window, enough of them failing (in any transient
+/// category), and `category` the most frequent failure. Gives the count and first time.
+fn flapping(state: &TargetState, cfg: &Detection, category: Category) -> Option<(u32, i64)> {
+    let total = state.window.len();
+    if total < cfg.min_samples.get() as usize {
+        return None;
+    }
+    let failures = state.window.iter().filter(|(_, c)| c.is_transient()).count();
+    if (failures as f64) < cfg.failure_ratio * total as f64 {
+        return None;
+    }
+    let count_of = |cat: Category| state.window.iter().filter(|(_, c)| *c == cat).count();
+    let mine = count_of(category);
+    let most = Category::ALL.iter().filter(|c| c.is_transient()).map(|c| count_of(*c)).max().unwrap_or(0);
+    if mine < most {
+        return None;
+    }
+    let since = state.window.iter().find(|(_, c)| *c == category).map_or(0, |(t, _)| *t);
+    Some((u32::try_from(mine).unwrap_or(u32::MAX), since))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Category::*;
+    use ProbeKind::*;
+
+    fn cfg() -> Detection {
+        Detection::default()
+    }
+
+    /// Feeds a timeline (one probe a minute) and returns every transition.
+    fn run(state: &mut TargetState, timeline: &[(ProbeKind, Category)]) -> Vec<Transition> {
+        let start = 1_700_000_000_000;
+        let base = state.window.back().map_or(start, |(t, _)| *t + 60_000);
+        timeline
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (kind, category))| {
+                step(state, &cfg(), Verdict { at_ms: base + i as i64 * 60_000, kind: *kind, category: *category })
+            })
+            .collect()
+    }
+
+    fn opened(t: &[Transition]) -> Vec<Category> {
+        t.iter().filter_map(|t| if let Transition::Opened { category, .. } = t { Some(*category) } else { None }).collect()
+    }
+
+    fn resolved(t: &[Transition]) -> Vec<Category> {
+        t.iter().filter_map(|t| if let Transition::Resolved { category } = t { Some(*category) } else { None }).collect()
+    }
+
+    #[test]
+    fn one_server_error_opens_nothing() {
+        let mut s = TargetState::default();
+        let t = run(&mut s, &[(Models, Ok), (Models, Outage), (Models, Ok), (Models, Ok)]);
+        assert!(t.is_empty(), "{t:?}");
+        assert!(s.open.is_empty());
+    }
+
+    #[test]
+    fn three_overloaded_answers_in_a_row_open_one_overload_incident() {
+        let mut s = TargetState::default();
+        let t = run(&mut s, &[(Chat, Overload), (Chat, Overload)]);
+        assert!(opened(&t).is_empty());
+        let t = run(&mut s, &[(Chat, Overload)]);
+        assert_eq!(t.len(), 1);
+        let Transition::Opened { category, probe_count, since_ms } = t[0] else { panic!("{t:?}") };
+        assert_eq!((category, probe_count), (Overload, 3));
+        assert_eq!(since_ms, 1_700_000_000_000, "the incident starts at the first failing probe");
+        let t = run(&mut s, &[(Chat, Overload), (Chat, Overload)]);
+        assert_eq!(t, vec![Transition::Seen { category: Overload }; 2], "no second incident");
+    }
+
+    #[test]
+    fn flapping_between_500_and_200_opens_exactly_one_outage() {
+        let mut s = TargetState::default();
+        let timeline: Vec<_> = (0..20).map(|i| (Models, if i % 2 == 0 { Outage } else { Ok })).collect();
+        let t = run(&mut s, &timeline);
+        assert_eq!(opened(&t), vec![Outage]);
+        assert!(resolved(&t).is_empty(), "alternating never gives two healthy probes in a row");
+        // It resolves after two healthy probes in a row.
+        let t = run(&mut s, &[(Models, Ok), (Models, Ok)]);
+        assert_eq!(resolved(&t), vec![Outage]);
+    }
+
+    #[test]
+    fn an_invalid_api_key_opens_an_auth_incident_at_once() {
+        let mut s = TargetState::default();
+        let t = run(&mut s, &[(Models, Auth)]);
+        assert_eq!(opened(&t), vec![Auth]);
+    }
+
+    #[test]
+    fn quota_seen_by_chat_is_resolved_only_by_healthy_chat_probes() {
+        let mut s = TargetState::default();
+        let t = run(&mut s, &[(Models, Ok), (Chat, Quota)]);
+        assert_eq!(opened(&t), vec![Quota]);
+        let t = run(&mut s, &[(Models, Ok), (Models, Ok), (Models, Ok), (Models, Ok)]);
+        assert!(t.is_empty(), "healthy models probes do not resolve a quota problem: {t:?}");
+        let t = run(&mut s, &[(Chat, Ok), (Models, Ok)]);
+        assert!(resolved(&t).is_empty(), "one healthy chat probe is not enough");
+        let t = run(&mut s, &[(Chat, Ok)]);
+        assert_eq!(resolved(&t), vec![Quota]);
+        assert!(s.open.is_empty());
+    }
+
+    #[test]
+    fn a_failing_probe_between_healthy_ones_restarts_the_count() {
+        let mut s = TargetState::default();
+        run(&mut s, &[(Models, Region)]);
+        let t = run(&mut s, &[(Models, Ok), (Models, Region), (Models, Ok)]);
+        assert!(resolved(&t).is_empty());
+        let t = run(&mut s, &[(Models, Ok)]);
+        assert_eq!(resolved(&t), vec![Region]);
+    }
+
+    #[test]
+    fn rate_limit_and_quota_are_never_confused() {
+        let mut s = TargetState::default();
+        let t = run(&mut s, &[(Chat, RateLimit), (Chat, RateLimit)]);
+        assert!(opened(&t).is_empty(), "a short rate limit pages nobody");
+        let t = run(&mut s, &[(Chat, Quota)]);
+        assert_eq!(opened(&t), vec![Quota], "quota opens at once");
+        let mut s = TargetState::default();
+        let t = run(&mut s, &[(Chat, RateLimit), (Chat, RateLimit), (Chat, RateLimit)]);
+        assert_eq!(opened(&t), vec![RateLimit]);
+        assert!(!s.open.contains_key(&Quota));
+    }
+
+    #[test]
+    fn incidents_of_different_categories_are_independent() {
+        let mut s = TargetState::default();
+        let t = run(&mut s, &[(Chat, Quota), (Models, Auth)]);
+        assert_eq!(opened(&t), vec![Quota, Auth]);
+        let t = run(&mut s, &[(Models, Ok), (Models, Ok)]);
+        assert_eq!(resolved(&t), vec![Auth]);
+        assert!(s.open.contains_key(&Quota));
+    }
+
+    #[test]
+    fn only_probes_within_the_window_count_for_the_flapping_rule() {
+        let c = cfg();
+        let early = [(0, Outage), (1, Ok), (2, Ok), (3, Outage), (4, Ok)];
+        let feed = |s: &mut TargetState, items: &[(i64, Category)]| -> Vec<Transition> {
+            items
+                .iter()
+                .flat_map(|(min, category)| step(s, &c, Verdict { at_ms: min * 60_000, kind: Models, category: *category }))
+                .collect()
+        };
+        // Two failures soon after: 4 of 7 probes in 10 minutes fail, the rule holds.
+        let mut s = TargetState::default();
+        assert!(feed(&mut s, &early).is_empty(), "2 of 5 is below the ratio");
+        assert_eq!(opened(&feed(&mut s, &[(8, Outage), (9, Outage)])), vec![Outage]);
+        // The same two failures 20 minutes later: the early probes have left the window.
+        let mut s = TargetState::default();
+        feed(&mut s, &early);
+        assert!(feed(&mut s, &[(25, Outage), (26, Outage)]).is_empty());
+        assert_eq!(s.window.len(), 2);
+    }
+
+    #[test]
+    fn the_state_survives_a_round_trip_through_json() {
+        let mut s = TargetState::default();
+        run(&mut s, &[(Chat, Quota), (Models, Outage), (Models, Outage)]);
+        let json = serde_json::to_string(&s).unwrap();
+        let back: TargetState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+    }
+}
