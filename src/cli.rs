@@ -45,6 +45,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Current state and open incidents, read from the database (no network).
+    Status {
+        /// Print JSON (the shape of GET /api/v1/status).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Alerting commands.
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -58,6 +69,16 @@ pub enum Command {
         /// Scenario of /v1/... : `ok` or a catalog id.
         #[arg(long, value_name = "NAME", default_value = "ok")]
         scenario: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Send a test notification through each channel (or one); exit 1 if one fails.
+    Test {
+        /// Only this channel (`email`, or a webhook's name).
+        #[arg(long, value_name = "NAME")]
+        channel: Option<String>,
     },
 }
 
@@ -147,4 +168,26 @@ pub async fn simulate(
     );
     shutdown.await;
     Ok(())
+}
+
+/// Runs `alert test`: prints one line per channel; exit 0 when every one accepted.
+pub async fn alert_test(config: &Config, only: Option<&str>, out: &mut impl Write) -> anyhow::Result<i32> {
+    let names = config.alerts.channel_names();
+    if names.is_empty() {
+        anyhow::bail!("no alert channel is configured: add [alerts.email] or [[alerts.webhook]]");
+    }
+    if let Some(name) = only.filter(|n| !names.iter().any(|c| c == n)) {
+        anyhow::bail!("no channel named {name:?}; configured: {}", names.join(", "));
+    }
+    let mut code = 0;
+    for (name, result) in crate::notify::test(config, only).await? {
+        match result {
+            Ok(()) => writeln!(out, "{name}: sent")?,
+            Err(e) => {
+                writeln!(out, "{name}: FAILED: {}", e.message)?;
+                code = EXIT_FAILURE;
+            }
+        }
+    }
+    Ok(code)
 }

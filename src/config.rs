@@ -381,6 +381,8 @@ pub struct Email {
     password_credential: Option<Spanned<String>>,
     pub from: Spanned<String>,
     pub to: Spanned<Vec<String>>,
+    /// Extra CA certificate (PEM) to trust for the SMTP server, e.g. a private relay's.
+    pub ca_file: Option<PathBuf>,
     #[serde(default, deserialize_with = "deserialize_opt_categories")]
     pub categories: Option<Vec<Category>>,
     #[serde(skip)]

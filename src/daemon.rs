@@ -1,10 +1,13 @@
 //! The `run` command: opens the store, starts the scheduler and the recorder, and stops them
 //! in order when the shutdown future completes.
 
-use crate::config::Config;
+use crate::config::{Config, Detection};
+use crate::detect::{TargetState, Transition};
+use crate::notify::{self, Notifier};
 use crate::probe::{Observation, Prober};
 use crate::scheduler;
-use crate::store::Store;
+use crate::store::{Routing, Store};
+use std::collections::HashMap;
 use anyhow::Context as _;
 use std::future::Future;
 use std::sync::Arc;
@@ -36,11 +39,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracing::warn!("{warning}");
     }
 
+    let notifier = Notifier::new(&config, store.clone()).context("cannot set up the alert channels")?;
+    let recorder = Recorder {
+        store: store.clone(),
+        location,
+        states: store.load_detector_states().await?,
+        detection: config.detection.clone(),
+        routing: notify::routing(&config),
+        wake: notifier.wake.clone(),
+        pending: Vec::new(),
+        failing: false,
+    };
+
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (tx, rx) = mpsc::channel(QUEUE);
-    tracker.spawn(record(store.clone(), location, rx));
+    tracker.spawn(recorder.run(rx));
     tracker.spawn(scheduler::run(targets, prober, tx, cancel.clone()));
+    tracker.spawn(notifier.run(cancel.clone()));
     tracker.close();
 
     shutdown.await;
@@ -52,55 +68,73 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     Ok(())
 }
 
-/// Writes observations in batches. When the database cannot be written, rows wait in memory
-/// (up to `MAX_PENDING`) and are written when it can be again; probing never waits for it.
-async fn record(store: Store, location: String, mut rx: mpsc::Receiver<Observation>) {
-    let mut pending: Vec<Observation> = Vec::new();
-    let mut failing = false;
-    while let Some(first) = rx.recv().await {
-        log_outcome(&first);
-        pending.push(first);
-        for _ in 1..MAX_BATCH {
-            match rx.try_recv() {
-                Ok(o) => {
-                    log_outcome(&o);
-                    pending.push(o);
-                }
-                Err(_) => break,
-            }
-        }
-        flush(&store, &location, &mut pending, &mut failing).await;
-    }
-    flush(&store, &location, &mut pending, &mut failing).await;
+/// Writes observations in batches, advancing the detector and writing the alert events in the
+/// same transaction. When the database cannot be written, rows wait in memory (up to
+/// `MAX_PENDING`) and are written when it can be again; probing never waits for it.
+struct Recorder {
+    store: Store,
+    location: String,
+    states: HashMap<String, TargetState>,
+    detection: Detection,
+    routing: Routing,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    pending: Vec<Observation>,
+    failing: bool,
 }
 
-async fn flush(store: &Store, location: &str, pending: &mut Vec<Observation>, failing: &mut bool) {
-    if pending.is_empty() {
-        return;
-    }
-    match store.insert_probes(location, pending).await {
-        Ok(()) => {
-            if *failing {
-                tracing::info!(
-                    rows = pending.len(),
-                    "database writable again; pending probes written"
-                );
+impl Recorder {
+    async fn run(mut self, mut rx: mpsc::Receiver<Observation>) {
+        while let Some(first) = rx.recv().await {
+            log_outcome(&first);
+            self.pending.push(first);
+            for _ in 1..MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(o) => {
+                        log_outcome(&o);
+                        self.pending.push(o);
+                    }
+                    Err(_) => break,
+                }
             }
-            *failing = false;
-            pending.clear();
+            self.flush().await;
         }
-        Err(e) => {
-            if !*failing {
-                tracing::error!(error = %e, "cannot write probes to the database; keeping them in memory");
+        self.flush().await;
+    }
+
+    async fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        match self.store.record(&self.location, &self.pending, &mut self.states, &self.detection, &self.routing).await {
+            Ok(recorded) => {
+                if self.failing {
+                    tracing::info!(rows = self.pending.len(), "database writable again; pending probes written");
+                }
+                self.failing = false;
+                self.pending.clear();
+                for (target, change, id) in &recorded.changes {
+                    match change {
+                        Transition::Opened { category, probe_count, .. } => {
+                            tracing::warn!(%target, %category, incident = id, probes = probe_count, "incident opened");
+                        }
+                        Transition::Resolved { category } => tracing::info!(%target, %category, incident = id, "incident resolved"),
+                        Transition::Seen { .. } => {}
+                    }
+                }
+                if recorded.events > 0 {
+                    self.wake.notify_one();
+                }
             }
-            *failing = true;
-            if pending.len() > MAX_PENDING {
-                let drop = pending.len() - MAX_PENDING;
-                pending.drain(..drop);
-                tracing::warn!(
-                    dropped = drop,
-                    "database still not writable; oldest unwritten probes dropped"
-                );
+            Err(e) => {
+                if !self.failing {
+                    tracing::error!(error = %e, "cannot write probes to the database; keeping them in memory");
+                }
+                self.failing = true;
+                if self.pending.len() > MAX_PENDING {
+                    let drop = self.pending.len() - MAX_PENDING;
+                    self.pending.drain(..drop);
+                    tracing::warn!(dropped = drop, "database still not writable; oldest unwritten probes dropped");
+                }
             }
         }
     }

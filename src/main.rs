@@ -1,7 +1,7 @@
 //! Entry point: parse the command line, set up logging, and hand over to the library.
 
 use clap::Parser;
-use openai_watch::cli::{self, Cli, Command, ConfigCommand, LogFormat};
+use openai_watch::cli::{self, AlertCommand, Cli, Command, ConfigCommand, LogFormat};
 use openai_watch::config::EXIT_CONFIG;
 use std::process::ExitCode;
 
@@ -34,10 +34,7 @@ fn exit(code: i32) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> i32 {
     let shutdown = shutdown_signal();
-    let needs_secrets = matches!(
-        cli.command,
-        Command::Run | Command::Check { .. } | Command::Config { .. }
-    );
+    let needs_secrets = !matches!(cli.command, Command::Status { .. });
     let config = match &cli.command {
         Command::Simulate { .. } => None,
         _ => match cli::load_config(&cli, needs_secrets) {
@@ -57,6 +54,10 @@ async fn dispatch(cli: Cli) -> i32 {
             .map(|()| 0),
         (Command::Check { json }, Some(config)) => {
             openai_watch::check::run(&config, *json, &mut std::io::stdout().lock()).await
+        }
+        (Command::Status { json }, Some(config)) => openai_watch::status::run(&config, *json, &mut std::io::stdout().lock()).await,
+        (Command::Alert { command: AlertCommand::Test { channel } }, Some(config)) => {
+            cli::alert_test(&config, channel.as_deref(), &mut std::io::stdout().lock()).await
         }
         (
             Command::Config {

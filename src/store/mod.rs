@@ -2,8 +2,12 @@
 //! that the scheduler, the commands and the dashboard share them (and a PostgreSQL store can
 //! follow). One file per table family.
 
+mod incidents;
+mod outbox;
 mod probes;
 
+pub use incidents::{IncidentRow, Recorded, Routing};
+pub use outbox::{DeliveryCounts, PendingDelivery};
 pub use probes::ProbeRow;
 
 use sqlx::SqlitePool;

@@ -3,6 +3,7 @@
 use super::{Store, StoreError};
 use crate::probe::Observation;
 use serde::Serialize;
+use sqlx::SqliteConnection;
 
 /// A stored probe, as the API and the commands read it back.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -31,6 +32,17 @@ impl Store {
         batch: &[Observation],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        Store::insert_probes_on(&mut tx, location, batch).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts observations inside a caller's transaction.
+    pub(super) async fn insert_probes_on(
+        tx: &mut SqliteConnection,
+        location: &str,
+        batch: &[Observation],
+    ) -> Result<(), StoreError> {
         for o in batch {
             sqlx::query(
                 "insert into probes (at_ms, location, target, probe, latency_ms, http_status, \
@@ -59,7 +71,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

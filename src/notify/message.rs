@@ -1,0 +1,233 @@
+//! What an alert says: subject, text and HTML parts, the webhook JSON payload and the Slack
+//! text. One message may cover several incidents (grouping), one per affected target.
+
+use crate::catalog;
+use crate::store::IncidentRow;
+use crate::timefmt::rfc3339;
+use askama::Template;
+use serde::Serialize;
+
+/// One incident as an alert shows it. Every string here is already masked.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentView {
+    pub id: i64,
+    pub target: String,
+    pub base_url: String,
+    pub probe: String,
+    pub category: String,
+    pub error_id: String,
+    pub title: String,
+    pub http_status: Option<i64>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub resolved: Option<String>,
+    pub probe_count: i64,
+    pub message: Option<String>,
+    pub request_id: Option<String>,
+    pub cause: String,
+    pub resolution: String,
+    pub docs_url: String,
+    pub dashboard_url: String,
+}
+
+impl IncidentView {
+    pub fn new(row: &IncidentRow, base_url: &str, public_url: &str) -> IncidentView {
+        let entry = catalog::entry(&row.last_error_id);
+        IncidentView {
+            id: row.id,
+            target: row.target.clone(),
+            base_url: base_url.to_string(),
+            probe: row.probe.clone(),
+            category: row.category.clone(),
+            error_id: row.last_error_id.clone(),
+            title: entry.map_or_else(|| row.last_error_id.clone(), |e| e.title.to_string()),
+            http_status: row.http_status,
+            first_seen: rfc3339(row.opened_at_ms),
+            last_seen: rfc3339(row.last_seen_at_ms),
+            resolved: row.resolved_at_ms.map(rfc3339),
+            probe_count: row.probe_count,
+            message: row.last_message.clone(),
+            request_id: row.request_id.clone(),
+            cause: entry.map_or("", |e| e.cause).to_string(),
+            resolution: entry.map_or("", |e| e.resolution).to_string(),
+            docs_url: catalog::DOCS_URL.to_string(),
+            dashboard_url: format!("{}/incidents/{}", public_url.trim_end_matches('/'), row.id),
+        }
+    }
+
+    /// `429 insufficient_quota`, or just the id when there was no HTTP answer.
+    fn status_and_id(&self) -> String {
+        match self.http_status {
+            Some(s) => format!("{s} {}", self.error_id),
+            None => self.error_id.clone(),
+        }
+    }
+}
+
+/// An alert: one event kind and category, one or more incidents.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    /// `firing`, `reminder`, `resolved`, or `test`.
+    pub kind: String,
+    pub category: String,
+    pub incidents: Vec<IncidentView>,
+    /// Where the dashboard is, for the footer.
+    pub dashboard_url: String,
+    /// The host this daemon runs on (for Message-ID), and where it probes from.
+    pub location: String,
+}
+
+impl Alert {
+    fn label(&self) -> &'static str {
+        match self.kind.as_str() {
+            "firing" => "FIRING",
+            "reminder" => "STILL FIRING",
+            "resolved" => "RESOLVED",
+            _ => "TEST",
+        }
+    }
+
+    /// `[openai-watch] FIRING quota: prod — exceeded current quota (429 insufficient_quota)`
+    pub fn subject(&self) -> String {
+        let targets: Vec<&str> = self.incidents.iter().map(|i| i.target.as_str()).collect();
+        let detail = match self.incidents.first() {
+            Some(first) => format!(" — {} ({})", first.title, first.status_and_id()),
+            None => String::new(),
+        };
+        format!("[openai-watch] {} {}: {}{detail}", self.label(), self.category, targets.join(", "))
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let verb = match self.kind.as_str() {
+            "resolved" => "has recovered",
+            "test" => "is a test of this alert channel",
+            _ => "is failing",
+        };
+        out.push_str(&format!("{} {verb}.\n", self.subject().trim_start_matches("[openai-watch] ")));
+        for i in &self.incidents {
+            out.push_str(&format!("\nTarget:      {} ({})\n", i.target, i.base_url));
+            out.push_str(&format!("Probe:       {}\n", i.probe));
+            out.push_str(&format!("Category:    {}\n", i.category));
+            out.push_str(&format!("Error:       {} — {}\n", i.error_id, i.title));
+            out.push_str(&format!("HTTP status: {}\n", i.http_status.map_or_else(|| "none (no answer)".to_string(), |s| s.to_string())));
+            out.push_str(&format!("First seen:  {}\n", i.first_seen));
+            out.push_str(&format!("Last seen:   {}\n", i.last_seen));
+            if let Some(r) = &i.resolved {
+                out.push_str(&format!("Resolved:    {r}\n"));
+            }
+            out.push_str(&format!("Probes:      {}\n", i.probe_count));
+            out.push_str(&format!("Message:     {}\n", i.message.as_deref().unwrap_or("-")));
+            out.push_str(&format!("Request id:  {}\n", i.request_id.as_deref().unwrap_or("-")));
+            out.push_str(&format!("\nCause: {}\n", i.cause));
+            out.push_str(&format!("Resolution: {}\n", i.resolution));
+            out.push_str(&format!("Docs: {}\n", i.docs_url));
+            out.push_str(&format!("Dashboard: {}\n", i.dashboard_url));
+        }
+        out.push_str(&format!("\n-- \nopenai-watch at {} — {}\n", self.location, self.dashboard_url));
+        out
+    }
+
+    pub fn html(&self) -> String {
+        let page = AlertHtml { alert: self, subject: self.subject() };
+        page.render().unwrap_or_else(|e| format!("<pre>template error: {}</pre>", html_escape(&e.to_string())))
+    }
+
+    /// The documented JSON payload of the `json` webhook format (see README).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "version": 1,
+            "source": "openai-watch",
+            "event": self.kind,
+            "category": self.category,
+            "subject": self.subject(),
+            "location": self.location,
+            "dashboard_url": self.dashboard_url,
+            "incidents": self.incidents,
+        })
+    }
+
+    /// The body of a Slack incoming webhook.
+    pub fn slack(&self) -> serde_json::Value {
+        let mut text = format!("*{}*", self.subject().trim_start_matches("[openai-watch] "));
+        for i in &self.incidents {
+            text.push_str(&format!(
+                "\n• *{}* ({}): {} — {}\n  _Cause:_ {}\n  _Resolution:_ {}\n  <{}|dashboard>",
+                i.target,
+                i.probe,
+                i.status_and_id(),
+                i.message.as_deref().unwrap_or("-"),
+                i.cause,
+                i.resolution,
+                i.dashboard_url
+            ));
+        }
+        serde_json::json!({ "text": text })
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[derive(Template)]
+#[template(path = "alert.html")]
+struct AlertHtml<'a> {
+    alert: &'a Alert,
+    subject: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert() -> Alert {
+        let row = IncidentRow {
+            id: 7,
+            target: "prod".into(),
+            category: "quota".into(),
+            location: "fra-1".into(),
+            probe: "chat".into(),
+            first_error_id: "insufficient_quota".into(),
+            last_error_id: "insufficient_quota".into(),
+            http_status: Some(429),
+            opened_at_ms: 1_700_000_000_000,
+            last_seen_at_ms: 1_700_000_060_000,
+            resolved_at_ms: None,
+            probe_count: 2,
+            last_message: Some("<script>alert(1)</script> You exceeded your current quota".into()),
+            request_id: Some("req_1".into()),
+        };
+        Alert {
+            kind: "firing".into(),
+            category: "quota".into(),
+            incidents: vec![IncidentView::new(&row, "https://api.openai.com/v1", "http://127.0.0.1:8080")],
+            dashboard_url: "http://127.0.0.1:8080".into(),
+            location: "fra-1".into(),
+        }
+    }
+
+    #[test]
+    fn the_subject_follows_the_documented_shape() {
+        assert_eq!(
+            alert().subject(),
+            "[openai-watch] FIRING quota: prod — exceeded current quota (429 insufficient_quota)"
+        );
+    }
+
+    #[test]
+    fn the_html_part_escapes_upstream_text() {
+        let html = alert().html();
+        assert!(!html.contains("<script>alert(1)"), "{html}");
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{html}");
+        assert!(html.contains("Buy additional credits"), "the documented resolution");
+    }
+
+    #[test]
+    fn the_text_part_carries_cause_resolution_and_links() {
+        let text = alert().text();
+        for needle in ["Target:      prod (https://api.openai.com/v1)", "Cause: ", "Resolution: Buy additional credits", "http://127.0.0.1:8080/incidents/7", catalog::DOCS_URL, "2023-11-14T22:13:20Z", "req_1"] {
+            assert!(text.contains(needle), "{needle} missing in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The notifier (SPEC §7): turns outbox rows into messages and delivers them at least once,
+//! grouping events of one kind and category that fall due within `group_wait`, retrying with
+//! exponential backoff (1 s doubling to 10 min) for up to 24 h.
+
+pub mod email;
+pub mod message;
+pub mod webhook;
+
+use crate::catalog::Category;
+use crate::config::Config;
+use crate::redact;
+use crate::store::{IncidentRow, PendingDelivery, Routing, Store, StoreError};
+use message::{Alert, IncidentView};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// First retry delay; it doubles per attempt up to `MAX_BACKOFF`.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// After this long, a delivery that was never accepted is marked failed.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Why a channel did not accept a message.
+#[derive(Debug, Clone)]
+pub struct SendError {
+    pub permanent: bool,
+    pub message: String,
+}
+
+impl SendError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        SendError { permanent: true, message: message.into() }
+    }
+    pub fn temporary(message: impl Into<String>) -> Self {
+        SendError { permanent: false, message: message.into() }
+    }
+}
+
+/// What a channel needs to know about the delivery it makes.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    pub first_event_id: i64,
+}
+
+/// An alert channel.
+pub enum Channel {
+    Email(email::EmailChannel),
+    Webhook(webhook::WebhookChannel),
+}
+
+impl Channel {
+    pub async fn send(&self, alert: &Alert, delivery: &Delivery) -> Result<(), SendError> {
+        match self {
+            Channel::Email(c) => c.send(alert, delivery).await,
+            Channel::Webhook(c) => c.send(alert).await,
+        }
+    }
+}
+
+/// The delay before retry number `attempts` (1-based): 1 s, 2 s, 4 s, … capped at 10 min.
+pub fn backoff(attempts: u32) -> Duration {
+    let exp = attempts.saturating_sub(1).min(20);
+    FIRST_BACKOFF.saturating_mul(1 << exp).min(MAX_BACKOFF)
+}
+
+/// Routing of the config: the channels in order, each with the categories it is told about.
+pub fn routing(config: &Config) -> Routing {
+    let alerts = &config.alerts;
+    let mut channels = Vec::new();
+    if let Some(email) = &alerts.email {
+        channels.push(("email".to_string(), email.categories.clone().unwrap_or_else(|| alerts.categories.clone())));
+    }
+    for (name, hook) in alerts.channel_names().into_iter().filter(|n| n != "email").zip(&alerts.webhook) {
+        channels.push((name, hook.categories.clone().unwrap_or_else(|| alerts.categories.clone())));
+    }
+    Routing {
+        channels,
+        send_resolved: alerts.send_resolved,
+        group_wait_ms: millis(alerts.group_wait.0),
+    }
+}
+
+/// Builds the channels of the config, by name.
+pub fn channels(config: &Config) -> anyhow::Result<Vec<(String, Channel)>> {
+    let mut out = Vec::new();
+    if let Some(e) = &config.alerts.email {
+        out.push(("email".to_string(), Channel::Email(email::EmailChannel::new(e)?)));
+    }
+    let names = config.alerts.channel_names().into_iter().filter(|n| n != "email");
+    for (name, hook) in names.zip(&config.alerts.webhook) {
+        out.push((name, Channel::Webhook(webhook::WebhookChannel::new(hook)?)));
+    }
+    Ok(out)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub fn now_ms() -> i64 {
+    crate::probe::unix_ms(SystemTime::now())
+}
+
+/// Turns incident rows into alerts: knows the targets' base URLs and the dashboard's address.
+pub struct Renderer {
+    base_urls: HashMap<String, String>,
+    public_url: String,
+    location: String,
+}
+
+impl Renderer {
+    pub fn new(config: &Config) -> Renderer {
+        Renderer {
+            base_urls: config.targets.iter().map(|t| (t.name().to_string(), t.base_url.to_string())).collect(),
+            public_url: config.dashboard.public_url(),
+            location: config.location(),
+        }
+    }
+
+    /// Builds the message for a group of incidents.
+    pub fn alert(&self, kind: &str, category: &str, rows: &[IncidentRow]) -> Alert {
+        Alert {
+            kind: kind.to_string(),
+            category: category.to_string(),
+            incidents: rows
+                .iter()
+                .map(|r| IncidentView::new(r, self.base_urls.get(&r.target).map_or("", String::as_str), &self.public_url))
+                .collect(),
+            dashboard_url: self.public_url.clone(),
+            location: self.location.clone(),
+        }
+    }
+}
+
+fn mask(secrets: &[secrecy::SecretString], text: &str) -> String {
+    let secrets: Vec<&str> = secrets.iter().map(crate::config::expose).collect();
+    redact::clean_message(text, &secrets)
+}
+
+/// `alert test`: sends a test message through each channel (or the one named).
+pub async fn test(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<(String, Result<(), SendError>)>> {
+    let channels = channels(config)?;
+    let renderer = Renderer::new(config);
+    let secrets = config.secrets();
+    let now = now_ms();
+    let row = IncidentRow {
+        id: 0,
+        target: "test".into(),
+        category: Category::Auth.as_str().into(),
+        location: config.location(),
+        probe: "models".into(),
+        first_error_id: "invalid_api_key".into(),
+        last_error_id: "invalid_api_key".into(),
+        http_status: Some(401),
+        opened_at_ms: now,
+        last_seen_at_ms: now,
+        resolved_at_ms: None,
+        probe_count: 1,
+        last_message: Some("This is a test notification from openai-watch; nothing is wrong.".into()),
+        request_id: None,
+    };
+    let alert = renderer.alert("test", "auth", &[row]);
+    let mut out = Vec::new();
+    for (name, channel) in &channels {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let result = channel.send(&alert, &Delivery { first_event_id: 0 }).await;
+        out.push((name.clone(), result.map_err(|e| SendError { message: mask(&secrets, &e.message), ..e })));
+    }
+    Ok(out)
+}
+
+/// The outbox worker.
+pub struct Notifier {
+    store: Store,
+    channels: Vec<(String, Channel)>,
+    renderer: Renderer,
+    reminder_ms: i64,
+    group_wait_ms: i64,
+    secrets: Vec<secrecy::SecretString>,
+    /// Woken by the recorder when it wrote events.
+    pub wake: Arc<Notify>,
+}
+
+impl Notifier {
+    pub fn new(config: &Config, store: Store) -> anyhow::Result<Notifier> {
+        Ok(Notifier {
+            store,
+            channels: channels(config)?,
+            renderer: Renderer::new(config),
+            reminder_ms: millis(config.alerts.reminder_interval.0),
+            group_wait_ms: millis(config.alerts.group_wait.0),
+            secrets: config.secrets(),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// One pass: enqueue due reminders, then deliver every due group once. Returns the number
+    /// of messages accepted.
+    pub async fn run_once(&self, now: i64) -> Result<usize, StoreError> {
+        self.store.enqueue_reminders(now, self.reminder_ms, self.group_wait_ms).await?;
+        let pending = self.store.pending_deliveries(now.saturating_add(self.group_wait_ms)).await?;
+        // Group by (channel, kind, category); a group goes out when its earliest member is due.
+        let mut groups: BTreeMap<(String, String, String), Vec<PendingDelivery>> = BTreeMap::new();
+        for d in pending {
+            groups.entry((d.channel.clone(), d.kind.clone(), d.category.clone())).or_default().push(d);
+        }
+        let mut sent = 0;
+        for ((channel_name, kind, category), members) in groups {
+            if members.iter().map(|d| d.next_attempt_at_ms).min().unwrap_or(i64::MAX) > now {
+                continue;
+            }
+            let Some((_, channel)) = self.channels.iter().find(|(n, _)| *n == channel_name) else {
+                // The channel was removed from the config: these can never be delivered.
+                let ids: Vec<i64> = members.iter().map(|d| d.delivery_id).collect();
+                self.store.mark_attempt_failed(&ids, None, "channel no longer configured").await?;
+                continue;
+            };
+            let mut incident_ids: Vec<i64> = members.iter().map(|d| d.incident_id).collect();
+            incident_ids.dedup();
+            let rows = self.store.incidents_by_id(&incident_ids).await?;
+            let alert = self.renderer.alert(&kind, &category, &rows);
+            let delivery = Delivery { first_event_id: members[0].event_id };
+            let ids: Vec<i64> = members.iter().map(|d| d.delivery_id).collect();
+            match channel.send(&alert, &delivery).await {
+                Ok(()) => {
+                    self.store.mark_sent(&ids, now_ms()).await?;
+                    sent += 1;
+                    tracing::info!(channel = %channel_name, event = %kind, %category, targets = alert.incidents.len(), "alert sent");
+                }
+                Err(e) => {
+                    let error = mask(&self.secrets, &e.message);
+                    let attempts = u32::try_from(members.iter().map(|d| d.attempts).max().unwrap_or(0) + 1).unwrap_or(u32::MAX);
+                    let oldest = members.iter().map(|d| d.created_at_ms).min().unwrap_or(now);
+                    let next = now.saturating_add(millis(backoff(attempts)));
+                    let give_up = e.permanent || next - oldest > millis(GIVE_UP_AFTER);
+                    self.store.mark_attempt_failed(&ids, (!give_up).then_some(next), &error).await?;
+                    if give_up {
+                        tracing::error!(channel = %channel_name, event = %kind, %category, attempts, error = %error, "alert delivery failed for good");
+                    } else {
+                        tracing::warn!(channel = %channel_name, event = %kind, %category, attempts, retry_in = %humantime::format_duration(backoff(attempts)), error = %error, "alert delivery failed; will retry");
+                    }
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Runs until cancelled: a pass whenever woken, and at least every second. A send in
+    /// progress at cancellation is allowed to finish, so that its outcome is recorded.
+    pub async fn run(self, cancel: CancellationToken) {
+        loop {
+            if let Err(e) = self.run_once(now_ms()).await {
+                tracing::error!(error = %e, "alert outbox pass failed; retrying");
+            }
+            let next = self.store.next_delivery_at().await.ok().flatten();
+            let wait = next.map_or(Duration::from_secs(1), |at| {
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(Duration::from_secs(1))
+            });
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = self.wake.notified() => {},
+                () = tokio::time::sleep(wait) => {},
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_ten_minutes() {
+        let secs: Vec<u64> = (1..=12).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(secs, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600]);
+        assert_eq!(backoff(1000), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,150 @@
+//! The alert outbox: pending deliveries, their outcomes, and reminders computed from the
+//! times stored here (so that a restart neither resets nor hastens them).
+
+use super::incidents::insert_event;
+use super::{Store, StoreError};
+use crate::catalog::Category;
+use serde::Serialize;
+use sqlx::Row;
+
+/// One delivery waiting to go out.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PendingDelivery {
+    pub delivery_id: i64,
+    pub event_id: i64,
+    pub incident_id: i64,
+    pub channel: String,
+    pub kind: String,
+    pub category: String,
+    pub created_at_ms: i64,
+    pub attempts: i64,
+    pub next_attempt_at_ms: i64,
+}
+
+/// Delivery outcomes per channel, for `status` and the metrics.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeliveryCounts {
+    pub channel: String,
+    pub state: String,
+    pub count: i64,
+}
+
+impl Store {
+    /// Pending deliveries due by `horizon_ms`, oldest first.
+    pub async fn pending_deliveries(&self, horizon_ms: i64) -> Result<Vec<PendingDelivery>, StoreError> {
+        Ok(sqlx::query_as::<_, PendingDelivery>(
+            "select d.id as delivery_id, d.event_id, e.incident_id, d.channel, e.kind, e.category, e.created_at_ms, \
+             d.attempts, d.next_attempt_at_ms \
+             from alert_deliveries d join alert_events e on e.id = d.event_id \
+             where d.state = 'pending' and d.next_attempt_at_ms <= ? order by d.next_attempt_at_ms, d.id",
+        )
+        .bind(horizon_ms)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// When the next pending delivery is due, if any.
+    pub async fn next_delivery_at(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("select min(next_attempt_at_ms) from alert_deliveries where state = 'pending'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Marks deliveries as accepted by the channel.
+    pub async fn mark_sent(&self, ids: &[i64], now_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("update alert_deliveries set state = 'sent', attempts = attempts + 1, sent_at_ms = ?, last_error = null where id = ?")
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retry at `next_ms`, or give up (`next_ms` = None).
+    pub async fn mark_attempt_failed(&self, ids: &[i64], next_ms: Option<i64>, error: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            let (state, next) = match next_ms {
+                Some(next) => ("pending", Some(next)),
+                None => ("failed", None),
+            };
+            sqlx::query(
+                "update alert_deliveries set state = ?, attempts = attempts + 1, \
+                 next_attempt_at_ms = coalesce(?, next_attempt_at_ms), last_error = ? where id = ?",
+            )
+            .bind(state)
+            .bind(next)
+            .bind(error)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes a reminder for every open incident whose last firing or reminder message went out
+    /// `interval_ms` ago (and is not still waiting to go out). Returns how many.
+    pub async fn enqueue_reminders(&self, now_ms: i64, interval_ms: i64, group_wait_ms: i64) -> Result<usize, StoreError> {
+        if interval_ms <= 0 {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "select i.id, i.category, e.id, e.created_at_ms, \
+               (select max(sent_at_ms) from alert_deliveries where event_id = e.id), \
+               (select count(*) from alert_deliveries where event_id = e.id and state = 'pending') \
+             from incidents i join alert_events e on e.id = \
+               (select id from alert_events where incident_id = i.id and kind in ('firing', 'reminder') order by id desc limit 1) \
+             where i.resolved_at_ms is null",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut count = 0;
+        for row in rows {
+            let (incident, category, event, created, sent, pending): (i64, String, i64, i64, Option<i64>, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
+            if pending > 0 || now_ms < sent.unwrap_or(created) + interval_ms {
+                continue;
+            }
+            let channels: Vec<String> = sqlx::query("select channel from alert_deliveries where event_id = ?")
+                .bind(event)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
+            let category = Category::parse(&category).unwrap_or(Category::Unknown);
+            count += insert_event(&mut tx, incident, "reminder", category, now_ms, group_wait_ms, &channels).await?;
+        }
+        tx.commit().await?;
+        Ok(count)
+    }
+
+    /// How many deliveries are pending, sent and failed, per channel.
+    pub async fn delivery_counts(&self) -> Result<Vec<DeliveryCounts>, StoreError> {
+        Ok(sqlx::query_as::<_, DeliveryCounts>(
+            "select channel, state, count(*) as count from alert_deliveries group by channel, state order by channel, state",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The last error of failed deliveries, newest first (for `status`).
+    pub async fn failed_deliveries(&self, limit: i64) -> Result<Vec<(String, i64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "select d.channel, e.incident_id, coalesce(d.last_error, '') from alert_deliveries d \
+             join alert_events e on e.id = d.event_id where d.state = 'failed' order by d.id desc limit ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+}
