@@ -60,7 +60,10 @@ impl Category {
     /// Categories that pass on their own and open an incident only when they persist
     /// (`failure_threshold` in a row, or the flapping rule).
     pub fn is_transient(self) -> bool {
-        matches!(self, Category::Outage | Category::Overload | Category::RateLimit | Category::Unknown)
+        matches!(
+            self,
+            Category::Outage | Category::Overload | Category::RateLimit | Category::Unknown
+        )
     }
 }
 

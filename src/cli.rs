@@ -171,13 +171,20 @@ pub async fn simulate(
 }
 
 /// Runs `alert test`: prints one line per channel; exit 0 when every one accepted.
-pub async fn alert_test(config: &Config, only: Option<&str>, out: &mut impl Write) -> anyhow::Result<i32> {
+pub async fn alert_test(
+    config: &Config,
+    only: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
     let names = config.alerts.channel_names();
     if names.is_empty() {
         anyhow::bail!("no alert channel is configured: add [alerts.email] or [[alerts.webhook]]");
     }
     if let Some(name) = only.filter(|n| !names.iter().any(|c| c == n)) {
-        anyhow::bail!("no channel named {name:?}; configured: {}", names.join(", "));
+        anyhow::bail!(
+            "no channel named {name:?}; configured: {}",
+            names.join(", ")
+        );
     }
     let mut code = 0;
     for (name, result) in crate::notify::test(config, only).await? {

@@ -249,7 +249,9 @@ impl Default for Detection {
 }
 
 /// The probe kinds of SPEC §4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ProbeKind {
     /// `GET {base_url}/models`: free; sees key, region and outage problems.

@@ -7,8 +7,8 @@ use crate::notify::{self, Notifier};
 use crate::probe::{Observation, Prober};
 use crate::scheduler;
 use crate::store::{Routing, Store};
-use std::collections::HashMap;
 use anyhow::Context as _;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -39,7 +39,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracing::warn!("{warning}");
     }
 
-    let notifier = Notifier::new(&config, store.clone()).context("cannot set up the alert channels")?;
+    let notifier =
+        Notifier::new(&config, store.clone()).context("cannot set up the alert channels")?;
     let recorder = Recorder {
         store: store.clone(),
         location,
@@ -105,19 +106,38 @@ impl Recorder {
         if self.pending.is_empty() {
             return;
         }
-        match self.store.record(&self.location, &self.pending, &mut self.states, &self.detection, &self.routing).await {
+        match self
+            .store
+            .record(
+                &self.location,
+                &self.pending,
+                &mut self.states,
+                &self.detection,
+                &self.routing,
+            )
+            .await
+        {
             Ok(recorded) => {
                 if self.failing {
-                    tracing::info!(rows = self.pending.len(), "database writable again; pending probes written");
+                    tracing::info!(
+                        rows = self.pending.len(),
+                        "database writable again; pending probes written"
+                    );
                 }
                 self.failing = false;
                 self.pending.clear();
                 for (target, change, id) in &recorded.changes {
                     match change {
-                        Transition::Opened { category, probe_count, .. } => {
+                        Transition::Opened {
+                            category,
+                            probe_count,
+                            ..
+                        } => {
                             tracing::warn!(%target, %category, incident = id, probes = probe_count, "incident opened");
                         }
-                        Transition::Resolved { category } => tracing::info!(%target, %category, incident = id, "incident resolved"),
+                        Transition::Resolved { category } => {
+                            tracing::info!(%target, %category, incident = id, "incident resolved")
+                        }
                         Transition::Seen { .. } => {}
                     }
                 }
@@ -133,7 +153,10 @@ impl Recorder {
                 if self.pending.len() > MAX_PENDING {
                     let drop = self.pending.len() - MAX_PENDING;
                     self.pending.drain(..drop);
-                    tracing::warn!(dropped = drop, "database still not writable; oldest unwritten probes dropped");
+                    tracing::warn!(
+                        dropped = drop,
+                        "database still not writable; oldest unwritten probes dropped"
+                    );
                 }
             }
         }

@@ -47,7 +47,11 @@ pub struct Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
     /// A new incident: `probe_count` failing probes since `since_ms` led to it.
-    Opened { category: Category, probe_count: u32, since_ms: i64 },
+    Opened {
+        category: Category,
+        probe_count: u32,
+        since_ms: i64,
+    },
     /// An open incident was seen again.
     Seen { category: Category },
     /// An incident resolved.
@@ -59,12 +63,23 @@ pub fn step(state: &mut TargetState, cfg: &Detection, v: Verdict) -> Vec<Transit
     let mut out = Vec::new();
     let window_ms = i64::try_from(cfg.window.0.as_millis()).unwrap_or(i64::MAX);
     state.window.push_back((v.at_ms, v.category));
-    while state.window.front().is_some_and(|(t, _)| *t <= v.at_ms.saturating_sub(window_ms)) {
+    while state
+        .window
+        .front()
+        .is_some_and(|(t, _)| *t <= v.at_ms.saturating_sub(window_ms))
+    {
         state.window.pop_front();
     }
     state.run = match state.run {
-        Some(r) if r.category == v.category && v.category.is_transient() => Some(Run { count: r.count + 1, ..r }),
-        _ if v.category.is_transient() => Some(Run { category: v.category, count: 1, since_ms: v.at_ms }),
+        Some(r) if r.category == v.category && v.category.is_transient() => Some(Run {
+            count: r.count + 1,
+            ..r
+        }),
+        _ if v.category.is_transient() => Some(Run {
+            category: v.category,
+            count: 1,
+            since_ms: v.at_ms,
+        }),
         _ => None,
     };
 
@@ -75,7 +90,9 @@ pub fn step(state: &mut TargetState, cfg: &Detection, v: Verdict) -> Vec<Transit
             if !incident.kinds.contains(&v.kind) {
                 incident.kinds.push(v.kind);
             }
-            out.push(Transition::Seen { category: *category });
+            out.push(Transition::Seen {
+                category: *category,
+            });
         } else if incident.kinds.contains(&v.kind) {
             if v.category == Category::Ok {
                 incident.healthy += 1;
@@ -103,8 +120,18 @@ pub fn step(state: &mut TargetState, cfg: &Detection, v: Verdict) -> Vec<Transit
             flapping(state, cfg, v.category)
         };
         if let Some((probe_count, since_ms)) = opening {
-            state.open.insert(v.category, OpenIncident { kinds: vec![v.kind], healthy: 0 });
-            out.push(Transition::Opened { category: v.category, probe_count, since_ms });
+            state.open.insert(
+                v.category,
+                OpenIncident {
+                    kinds: vec![v.kind],
+                    healthy: 0,
+                },
+            );
+            out.push(Transition::Opened {
+                category: v.category,
+                probe_count,
+                since_ms,
+            });
         }
     }
     out
@@ -117,17 +144,30 @@ fn flapping(state: &TargetState, cfg: &Detection, category: Category) -> Option<
     if total < cfg.min_samples.get() as usize {
         return None;
     }
-    let failures = state.window.iter().filter(|(_, c)| c.is_transient()).count();
+    let failures = state
+        .window
+        .iter()
+        .filter(|(_, c)| c.is_transient())
+        .count();
     if (failures as f64) < cfg.failure_ratio * total as f64 {
         return None;
     }
     let count_of = |cat: Category| state.window.iter().filter(|(_, c)| *c == cat).count();
     let mine = count_of(category);
-    let most = Category::ALL.iter().filter(|c| c.is_transient()).map(|c| count_of(*c)).max().unwrap_or(0);
+    let most = Category::ALL
+        .iter()
+        .filter(|c| c.is_transient())
+        .map(|c| count_of(*c))
+        .max()
+        .unwrap_or(0);
     if mine < most {
         return None;
     }
-    let since = state.window.iter().find(|(_, c)| *c == category).map_or(0, |(t, _)| *t);
+    let since = state
+        .window
+        .iter()
+        .find(|(_, c)| *c == category)
+        .map_or(0, |(t, _)| *t);
     Some((u32::try_from(mine).unwrap_or(u32::MAX), since))
 }
 
@@ -149,23 +189,50 @@ mod tests {
             .iter()
             .enumerate()
             .flat_map(|(i, (kind, category))| {
-                step(state, &cfg(), Verdict { at_ms: base + i as i64 * 60_000, kind: *kind, category: *category })
+                step(
+                    state,
+                    &cfg(),
+                    Verdict {
+                        at_ms: base + i as i64 * 60_000,
+                        kind: *kind,
+                        category: *category,
+                    },
+                )
             })
             .collect()
     }
 
     fn opened(t: &[Transition]) -> Vec<Category> {
-        t.iter().filter_map(|t| if let Transition::Opened { category, .. } = t { Some(*category) } else { None }).collect()
+        t.iter()
+            .filter_map(|t| {
+                if let Transition::Opened { category, .. } = t {
+                    Some(*category)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     fn resolved(t: &[Transition]) -> Vec<Category> {
-        t.iter().filter_map(|t| if let Transition::Resolved { category } = t { Some(*category) } else { None }).collect()
+        t.iter()
+            .filter_map(|t| {
+                if let Transition::Resolved { category } = t {
+                    Some(*category)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     #[test]
     fn one_server_error_opens_nothing() {
         let mut s = TargetState::default();
-        let t = run(&mut s, &[(Models, Ok), (Models, Outage), (Models, Ok), (Models, Ok)]);
+        let t = run(
+            &mut s,
+            &[(Models, Ok), (Models, Outage), (Models, Ok), (Models, Ok)],
+        );
         assert!(t.is_empty(), "{t:?}");
         assert!(s.open.is_empty());
     }
@@ -177,20 +244,39 @@ mod tests {
         assert!(opened(&t).is_empty());
         let t = run(&mut s, &[(Chat, Overload)]);
         assert_eq!(t.len(), 1);
-        let Transition::Opened { category, probe_count, since_ms } = t[0] else { panic!("{t:?}") };
+        let Transition::Opened {
+            category,
+            probe_count,
+            since_ms,
+        } = t[0]
+        else {
+            panic!("{t:?}")
+        };
         assert_eq!((category, probe_count), (Overload, 3));
-        assert_eq!(since_ms, 1_700_000_000_000, "the incident starts at the first failing probe");
+        assert_eq!(
+            since_ms, 1_700_000_000_000,
+            "the incident starts at the first failing probe"
+        );
         let t = run(&mut s, &[(Chat, Overload), (Chat, Overload)]);
-        assert_eq!(t, vec![Transition::Seen { category: Overload }; 2], "no second incident");
+        assert_eq!(
+            t,
+            vec![Transition::Seen { category: Overload }; 2],
+            "no second incident"
+        );
     }
 
     #[test]
     fn flapping_between_500_and_200_opens_exactly_one_outage() {
         let mut s = TargetState::default();
-        let timeline: Vec<_> = (0..20).map(|i| (Models, if i % 2 == 0 { Outage } else { Ok })).collect();
+        let timeline: Vec<_> = (0..20)
+            .map(|i| (Models, if i % 2 == 0 { Outage } else { Ok }))
+            .collect();
         let t = run(&mut s, &timeline);
         assert_eq!(opened(&t), vec![Outage]);
-        assert!(resolved(&t).is_empty(), "alternating never gives two healthy probes in a row");
+        assert!(
+            resolved(&t).is_empty(),
+            "alternating never gives two healthy probes in a row"
+        );
         // It resolves after two healthy probes in a row.
         let t = run(&mut s, &[(Models, Ok), (Models, Ok)]);
         assert_eq!(resolved(&t), vec![Outage]);
@@ -208,10 +294,19 @@ mod tests {
         let mut s = TargetState::default();
         let t = run(&mut s, &[(Models, Ok), (Chat, Quota)]);
         assert_eq!(opened(&t), vec![Quota]);
-        let t = run(&mut s, &[(Models, Ok), (Models, Ok), (Models, Ok), (Models, Ok)]);
-        assert!(t.is_empty(), "healthy models probes do not resolve a quota problem: {t:?}");
+        let t = run(
+            &mut s,
+            &[(Models, Ok), (Models, Ok), (Models, Ok), (Models, Ok)],
+        );
+        assert!(
+            t.is_empty(),
+            "healthy models probes do not resolve a quota problem: {t:?}"
+        );
         let t = run(&mut s, &[(Chat, Ok), (Models, Ok)]);
-        assert!(resolved(&t).is_empty(), "one healthy chat probe is not enough");
+        assert!(
+            resolved(&t).is_empty(),
+            "one healthy chat probe is not enough"
+        );
         let t = run(&mut s, &[(Chat, Ok)]);
         assert_eq!(resolved(&t), vec![Quota]);
         assert!(s.open.is_empty());
@@ -235,7 +330,10 @@ mod tests {
         let t = run(&mut s, &[(Chat, Quota)]);
         assert_eq!(opened(&t), vec![Quota], "quota opens at once");
         let mut s = TargetState::default();
-        let t = run(&mut s, &[(Chat, RateLimit), (Chat, RateLimit), (Chat, RateLimit)]);
+        let t = run(
+            &mut s,
+            &[(Chat, RateLimit), (Chat, RateLimit), (Chat, RateLimit)],
+        );
         assert_eq!(opened(&t), vec![RateLimit]);
         assert!(!s.open.contains_key(&Quota));
     }
@@ -257,13 +355,26 @@ mod tests {
         let feed = |s: &mut TargetState, items: &[(i64, Category)]| -> Vec<Transition> {
             items
                 .iter()
-                .flat_map(|(min, category)| step(s, &c, Verdict { at_ms: min * 60_000, kind: Models, category: *category }))
+                .flat_map(|(min, category)| {
+                    step(
+                        s,
+                        &c,
+                        Verdict {
+                            at_ms: min * 60_000,
+                            kind: Models,
+                            category: *category,
+                        },
+                    )
+                })
                 .collect()
         };
         // Two failures soon after: 4 of 7 probes in 10 minutes fail, the rule holds.
         let mut s = TargetState::default();
         assert!(feed(&mut s, &early).is_empty(), "2 of 5 is below the ratio");
-        assert_eq!(opened(&feed(&mut s, &[(8, Outage), (9, Outage)])), vec![Outage]);
+        assert_eq!(
+            opened(&feed(&mut s, &[(8, Outage), (9, Outage)])),
+            vec![Outage]
+        );
         // The same two failures 20 minutes later: the early probes have left the window.
         let mut s = TargetState::default();
         feed(&mut s, &early);

@@ -55,10 +55,15 @@ async fn dispatch(cli: Cli) -> i32 {
         (Command::Check { json }, Some(config)) => {
             openai_watch::check::run(&config, *json, &mut std::io::stdout().lock()).await
         }
-        (Command::Status { json }, Some(config)) => openai_watch::status::run(&config, *json, &mut std::io::stdout().lock()).await,
-        (Command::Alert { command: AlertCommand::Test { channel } }, Some(config)) => {
-            cli::alert_test(&config, channel.as_deref(), &mut std::io::stdout().lock()).await
+        (Command::Status { json }, Some(config)) => {
+            openai_watch::status::run(&config, *json, &mut std::io::stdout().lock()).await
         }
+        (
+            Command::Alert {
+                command: AlertCommand::Test { channel },
+            },
+            Some(config),
+        ) => cli::alert_test(&config, channel.as_deref(), &mut std::io::stdout().lock()).await,
         (
             Command::Config {
                 command: ConfigCommand::Check,

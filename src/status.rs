@@ -107,7 +107,10 @@ pub async fn read(config: &Config, store: &Store) -> anyhow::Result<Status> {
 pub async fn run(config: &Config, json: bool, out: &mut impl Write) -> anyhow::Result<i32> {
     let path = &config.storage.path;
     if !path.exists() {
-        anyhow::bail!("no database at {}: the daemon has not run with this config yet", path.display());
+        anyhow::bail!(
+            "no database at {}: the daemon has not run with this config yet",
+            path.display()
+        );
     }
     let store = Store::open(path).await?;
     let status = read(config, &store).await?;
@@ -143,7 +146,10 @@ pub async fn run(config: &Config, json: bool, out: &mut impl Write) -> anyhow::R
         }
     }
     for (channel, incident, error) in failed {
-        writeln!(out, "alert to {channel} for incident #{incident} failed: {error}")?;
+        writeln!(
+            out,
+            "alert to {channel} for incident #{incident} failed: {error}"
+        )?;
     }
     Ok(0)
 }

@@ -21,38 +21,58 @@ pub struct EmailChannel {
 impl EmailChannel {
     pub fn new(cfg: &Email) -> anyhow::Result<EmailChannel> {
         crate::probe::install_crypto_provider();
-        let from: Mailbox = cfg.from.get_ref().parse().map_err(|e| anyhow::anyhow!("alerts.email.from: {e}"))?;
+        let from: Mailbox = cfg
+            .from
+            .get_ref()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("alerts.email.from: {e}"))?;
         let to = cfg
             .to
             .get_ref()
             .iter()
-            .map(|a| a.parse::<Mailbox>().map_err(|e| anyhow::anyhow!("alerts.email.to {a:?}: {e}")))
+            .map(|a| {
+                a.parse::<Mailbox>()
+                    .map_err(|e| anyhow::anyhow!("alerts.email.to {a:?}: {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let tls_parameters = || -> anyhow::Result<TlsParameters> {
             let mut builder = TlsParameters::builder(cfg.smtp_host.clone());
             if let Some(path) = &cfg.ca_file {
-                let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("alerts.email.ca_file {}: {e}", path.display()))?;
+                let pem = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("alerts.email.ca_file {}: {e}", path.display()))?;
                 builder = builder.add_root_certificate(Certificate::from_pem(&pem)?);
             }
             Ok(builder.build_rustls()?)
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.smtp_host.clone())
-            .port(cfg.port())
-            .timeout(Some(SMTP_TIMEOUT));
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.smtp_host.clone())
+                .port(cfg.port())
+                .timeout(Some(SMTP_TIMEOUT));
         builder = match cfg.tls {
             SmtpTls::Starttls => builder.tls(Tls::Required(tls_parameters()?)),
             SmtpTls::Tls => builder.tls(Tls::Wrapper(tls_parameters()?)),
             SmtpTls::None => builder.tls(Tls::None),
         };
         if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
-            builder = builder.credentials(Credentials::new(config::expose(user).to_string(), config::expose(pass).to_string()));
+            builder = builder.credentials(Credentials::new(
+                config::expose(user).to_string(),
+                config::expose(pass).to_string(),
+            ));
         }
-        Ok(EmailChannel { transport: builder.build(), from, to })
+        Ok(EmailChannel {
+            transport: builder.build(),
+            from,
+            to,
+        })
     }
 
     pub async fn send(&self, alert: &Alert, delivery: &Delivery) -> Result<(), SendError> {
         let domain = self.from.email.domain().to_string();
-        let roots: Vec<String> = alert.incidents.iter().map(|i| format!("<incident-{}@{domain}>", i.id)).collect();
+        let roots: Vec<String> = alert
+            .incidents
+            .iter()
+            .map(|i| format!("<incident-{}@{domain}>", i.id))
+            .collect();
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(alert.subject());
@@ -64,7 +84,10 @@ impl EmailChannel {
         builder = if single_firing {
             builder.message_id(Some(roots[0].clone()))
         } else {
-            let own = format!("<alert-{}-{}@{domain}>", alert.kind, delivery.first_event_id);
+            let own = format!(
+                "<alert-{}-{}@{domain}>",
+                alert.kind, delivery.first_event_id
+            );
             let mut b = builder.message_id(Some(own));
             if !roots.is_empty() {
                 b = b.in_reply_to(roots[0].clone()).references(roots.join(" "));

@@ -94,7 +94,12 @@ impl Alert {
             Some(first) => format!(" — {} ({})", first.title, first.status_and_id()),
             None => String::new(),
         };
-        format!("[openai-watch] {} {}: {}{detail}", self.label(), self.category, targets.join(", "))
+        format!(
+            "[openai-watch] {} {}: {}{detail}",
+            self.label(),
+            self.category,
+            targets.join(", ")
+        )
     }
 
     pub fn text(&self) -> String {
@@ -104,33 +109,54 @@ impl Alert {
             "test" => "is a test of this alert channel",
             _ => "is failing",
         };
-        out.push_str(&format!("{} {verb}.\n", self.subject().trim_start_matches("[openai-watch] ")));
+        out.push_str(&format!(
+            "{} {verb}.\n",
+            self.subject().trim_start_matches("[openai-watch] ")
+        ));
         for i in &self.incidents {
             out.push_str(&format!("\nTarget:      {} ({})\n", i.target, i.base_url));
             out.push_str(&format!("Probe:       {}\n", i.probe));
             out.push_str(&format!("Category:    {}\n", i.category));
             out.push_str(&format!("Error:       {} — {}\n", i.error_id, i.title));
-            out.push_str(&format!("HTTP status: {}\n", i.http_status.map_or_else(|| "none (no answer)".to_string(), |s| s.to_string())));
+            out.push_str(&format!(
+                "HTTP status: {}\n",
+                i.http_status
+                    .map_or_else(|| "none (no answer)".to_string(), |s| s.to_string())
+            ));
             out.push_str(&format!("First seen:  {}\n", i.first_seen));
             out.push_str(&format!("Last seen:   {}\n", i.last_seen));
             if let Some(r) = &i.resolved {
                 out.push_str(&format!("Resolved:    {r}\n"));
             }
             out.push_str(&format!("Probes:      {}\n", i.probe_count));
-            out.push_str(&format!("Message:     {}\n", i.message.as_deref().unwrap_or("-")));
-            out.push_str(&format!("Request id:  {}\n", i.request_id.as_deref().unwrap_or("-")));
+            out.push_str(&format!(
+                "Message:     {}\n",
+                i.message.as_deref().unwrap_or("-")
+            ));
+            out.push_str(&format!(
+                "Request id:  {}\n",
+                i.request_id.as_deref().unwrap_or("-")
+            ));
             out.push_str(&format!("\nCause: {}\n", i.cause));
             out.push_str(&format!("Resolution: {}\n", i.resolution));
             out.push_str(&format!("Docs: {}\n", i.docs_url));
             out.push_str(&format!("Dashboard: {}\n", i.dashboard_url));
         }
-        out.push_str(&format!("\n-- \nopenai-watch at {} — {}\n", self.location, self.dashboard_url));
+        out.push_str(&format!(
+            "\n-- \nopenai-watch at {} — {}\n",
+            self.location, self.dashboard_url
+        ));
         out
     }
 
     pub fn html(&self) -> String {
-        let page = AlertHtml { alert: self, subject: self.subject() };
-        page.render().unwrap_or_else(|e| format!("<pre>template error: {}</pre>", html_escape(&e.to_string())))
+        let page = AlertHtml {
+            alert: self,
+            subject: self.subject(),
+        };
+        page.render().unwrap_or_else(|e| {
+            format!("<pre>template error: {}</pre>", html_escape(&e.to_string()))
+        })
     }
 
     /// The documented JSON payload of the `json` webhook format (see README).
@@ -167,7 +193,9 @@ impl Alert {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[derive(Template)]
@@ -201,7 +229,11 @@ mod tests {
         Alert {
             kind: "firing".into(),
             category: "quota".into(),
-            incidents: vec![IncidentView::new(&row, "https://api.openai.com/v1", "http://127.0.0.1:8080")],
+            incidents: vec![IncidentView::new(
+                &row,
+                "https://api.openai.com/v1",
+                "http://127.0.0.1:8080",
+            )],
             dashboard_url: "http://127.0.0.1:8080".into(),
             location: "fra-1".into(),
         }
@@ -219,14 +251,28 @@ mod tests {
     fn the_html_part_escapes_upstream_text() {
         let html = alert().html();
         assert!(!html.contains("<script>alert(1)"), "{html}");
-        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{html}");
-        assert!(html.contains("Buy additional credits"), "the documented resolution");
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("Buy additional credits"),
+            "the documented resolution"
+        );
     }
 
     #[test]
     fn the_text_part_carries_cause_resolution_and_links() {
         let text = alert().text();
-        for needle in ["Target:      prod (https://api.openai.com/v1)", "Cause: ", "Resolution: Buy additional credits", "http://127.0.0.1:8080/incidents/7", catalog::DOCS_URL, "2023-11-14T22:13:20Z", "req_1"] {
+        for needle in [
+            "Target:      prod (https://api.openai.com/v1)",
+            "Cause: ",
+            "Resolution: Buy additional credits",
+            "http://127.0.0.1:8080/incidents/7",
+            catalog::DOCS_URL,
+            "2023-11-14T22:13:20Z",
+            "req_1",
+        ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }
     }

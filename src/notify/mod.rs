@@ -32,10 +32,16 @@ pub struct SendError {
 
 impl SendError {
     pub fn permanent(message: impl Into<String>) -> Self {
-        SendError { permanent: true, message: message.into() }
+        SendError {
+            permanent: true,
+            message: message.into(),
+        }
     }
     pub fn temporary(message: impl Into<String>) -> Self {
-        SendError { permanent: false, message: message.into() }
+        SendError {
+            permanent: false,
+            message: message.into(),
+        }
     }
 }
 
@@ -71,10 +77,26 @@ pub fn routing(config: &Config) -> Routing {
     let alerts = &config.alerts;
     let mut channels = Vec::new();
     if let Some(email) = &alerts.email {
-        channels.push(("email".to_string(), email.categories.clone().unwrap_or_else(|| alerts.categories.clone())));
+        channels.push((
+            "email".to_string(),
+            email
+                .categories
+                .clone()
+                .unwrap_or_else(|| alerts.categories.clone()),
+        ));
     }
-    for (name, hook) in alerts.channel_names().into_iter().filter(|n| n != "email").zip(&alerts.webhook) {
-        channels.push((name, hook.categories.clone().unwrap_or_else(|| alerts.categories.clone())));
+    for (name, hook) in alerts
+        .channel_names()
+        .into_iter()
+        .filter(|n| n != "email")
+        .zip(&alerts.webhook)
+    {
+        channels.push((
+            name,
+            hook.categories
+                .clone()
+                .unwrap_or_else(|| alerts.categories.clone()),
+        ));
     }
     Routing {
         channels,
@@ -87,9 +109,16 @@ pub fn routing(config: &Config) -> Routing {
 pub fn channels(config: &Config) -> anyhow::Result<Vec<(String, Channel)>> {
     let mut out = Vec::new();
     if let Some(e) = &config.alerts.email {
-        out.push(("email".to_string(), Channel::Email(email::EmailChannel::new(e)?)));
+        out.push((
+            "email".to_string(),
+            Channel::Email(email::EmailChannel::new(e)?),
+        ));
     }
-    let names = config.alerts.channel_names().into_iter().filter(|n| n != "email");
+    let names = config
+        .alerts
+        .channel_names()
+        .into_iter()
+        .filter(|n| n != "email");
     for (name, hook) in names.zip(&config.alerts.webhook) {
         out.push((name, Channel::Webhook(webhook::WebhookChannel::new(hook)?)));
     }
@@ -114,7 +143,11 @@ pub struct Renderer {
 impl Renderer {
     pub fn new(config: &Config) -> Renderer {
         Renderer {
-            base_urls: config.targets.iter().map(|t| (t.name().to_string(), t.base_url.to_string())).collect(),
+            base_urls: config
+                .targets
+                .iter()
+                .map(|t| (t.name().to_string(), t.base_url.to_string()))
+                .collect(),
             public_url: config.dashboard.public_url(),
             location: config.location(),
         }
@@ -127,7 +160,13 @@ impl Renderer {
             category: category.to_string(),
             incidents: rows
                 .iter()
-                .map(|r| IncidentView::new(r, self.base_urls.get(&r.target).map_or("", String::as_str), &self.public_url))
+                .map(|r| {
+                    IncidentView::new(
+                        r,
+                        self.base_urls.get(&r.target).map_or("", String::as_str),
+                        &self.public_url,
+                    )
+                })
                 .collect(),
             dashboard_url: self.public_url.clone(),
             location: self.location.clone(),
@@ -141,7 +180,10 @@ fn mask(secrets: &[secrecy::SecretString], text: &str) -> String {
 }
 
 /// `alert test`: sends a test message through each channel (or the one named).
-pub async fn test(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<(String, Result<(), SendError>)>> {
+pub async fn test(
+    config: &Config,
+    only: Option<&str>,
+) -> anyhow::Result<Vec<(String, Result<(), SendError>)>> {
     let channels = channels(config)?;
     let renderer = Renderer::new(config);
     let secrets = config.secrets();
@@ -159,7 +201,9 @@ pub async fn test(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<(St
         last_seen_at_ms: now,
         resolved_at_ms: None,
         probe_count: 1,
-        last_message: Some("This is a test notification from openai-watch; nothing is wrong.".into()),
+        last_message: Some(
+            "This is a test notification from openai-watch; nothing is wrong.".into(),
+        ),
         request_id: None,
     };
     let alert = renderer.alert("test", "auth", &[row]);
@@ -169,7 +213,13 @@ pub async fn test(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<(St
             continue;
         }
         let result = channel.send(&alert, &Delivery { first_event_id: 0 }).await;
-        out.push((name.clone(), result.map_err(|e| SendError { message: mask(&secrets, &e.message), ..e })));
+        out.push((
+            name.clone(),
+            result.map_err(|e| SendError {
+                message: mask(&secrets, &e.message),
+                ..e
+            }),
+        ));
     }
     Ok(out)
 }
@@ -202,29 +252,47 @@ impl Notifier {
     /// One pass: enqueue due reminders, then deliver every due group once. Returns the number
     /// of messages accepted.
     pub async fn run_once(&self, now: i64) -> Result<usize, StoreError> {
-        self.store.enqueue_reminders(now, self.reminder_ms, self.group_wait_ms).await?;
-        let pending = self.store.pending_deliveries(now.saturating_add(self.group_wait_ms)).await?;
+        self.store
+            .enqueue_reminders(now, self.reminder_ms, self.group_wait_ms)
+            .await?;
+        let pending = self
+            .store
+            .pending_deliveries(now.saturating_add(self.group_wait_ms))
+            .await?;
         // Group by (channel, kind, category); a group goes out when its earliest member is due.
         let mut groups: BTreeMap<(String, String, String), Vec<PendingDelivery>> = BTreeMap::new();
         for d in pending {
-            groups.entry((d.channel.clone(), d.kind.clone(), d.category.clone())).or_default().push(d);
+            groups
+                .entry((d.channel.clone(), d.kind.clone(), d.category.clone()))
+                .or_default()
+                .push(d);
         }
         let mut sent = 0;
         for ((channel_name, kind, category), members) in groups {
-            if members.iter().map(|d| d.next_attempt_at_ms).min().unwrap_or(i64::MAX) > now {
+            if members
+                .iter()
+                .map(|d| d.next_attempt_at_ms)
+                .min()
+                .unwrap_or(i64::MAX)
+                > now
+            {
                 continue;
             }
             let Some((_, channel)) = self.channels.iter().find(|(n, _)| *n == channel_name) else {
                 // The channel was removed from the config: these can never be delivered.
                 let ids: Vec<i64> = members.iter().map(|d| d.delivery_id).collect();
-                self.store.mark_attempt_failed(&ids, None, "channel no longer configured").await?;
+                self.store
+                    .mark_attempt_failed(&ids, None, "channel no longer configured")
+                    .await?;
                 continue;
             };
             let mut incident_ids: Vec<i64> = members.iter().map(|d| d.incident_id).collect();
             incident_ids.dedup();
             let rows = self.store.incidents_by_id(&incident_ids).await?;
             let alert = self.renderer.alert(&kind, &category, &rows);
-            let delivery = Delivery { first_event_id: members[0].event_id };
+            let delivery = Delivery {
+                first_event_id: members[0].event_id,
+            };
             let ids: Vec<i64> = members.iter().map(|d| d.delivery_id).collect();
             match channel.send(&alert, &delivery).await {
                 Ok(()) => {
@@ -234,11 +302,15 @@ impl Notifier {
                 }
                 Err(e) => {
                     let error = mask(&self.secrets, &e.message);
-                    let attempts = u32::try_from(members.iter().map(|d| d.attempts).max().unwrap_or(0) + 1).unwrap_or(u32::MAX);
+                    let attempts =
+                        u32::try_from(members.iter().map(|d| d.attempts).max().unwrap_or(0) + 1)
+                            .unwrap_or(u32::MAX);
                     let oldest = members.iter().map(|d| d.created_at_ms).min().unwrap_or(now);
                     let next = now.saturating_add(millis(backoff(attempts)));
                     let give_up = e.permanent || next - oldest > millis(GIVE_UP_AFTER);
-                    self.store.mark_attempt_failed(&ids, (!give_up).then_some(next), &error).await?;
+                    self.store
+                        .mark_attempt_failed(&ids, (!give_up).then_some(next), &error)
+                        .await?;
                     if give_up {
                         tracing::error!(channel = %channel_name, event = %kind, %category, attempts, error = %error, "alert delivery failed for good");
                     } else {
@@ -259,7 +331,8 @@ impl Notifier {
             }
             let next = self.store.next_delivery_at().await.ok().flatten();
             let wait = next.map_or(Duration::from_secs(1), |at| {
-                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(Duration::from_secs(1))
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+                    .min(Duration::from_secs(1))
             });
             tokio::select! {
                 () = cancel.cancelled() => break,

@@ -19,7 +19,11 @@ impl WebhookChannel {
             .timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(WebhookChannel { client, url: cfg.url.clone(), format: cfg.format })
+        Ok(WebhookChannel {
+            client,
+            url: cfg.url.clone(),
+            format: cfg.format,
+        })
     }
 
     pub async fn send(&self, alert: &Alert) -> Result<(), SendError> {
@@ -34,12 +38,20 @@ impl WebhookChannel {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| SendError::temporary(format!("webhook request failed: {}", e.without_url())))?;
+            .map_err(|e| {
+                SendError::temporary(format!("webhook request failed: {}", e.without_url()))
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
-        let text: String = response.text().await.unwrap_or_default().chars().take(300).collect();
+        let text: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
         let message = format!("webhook answered {status}: {}", text.trim());
         // 4xx means the request itself is refused: retrying will not help (but 408/429 will).
         if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429 {

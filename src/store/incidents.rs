@@ -74,9 +74,15 @@ impl Store {
     ) -> Result<Recorded, StoreError> {
         let backup: HashMap<String, TargetState> = batch
             .iter()
-            .filter_map(|o| states.get(o.target.as_str()).map(|s| (o.target.to_string(), s.clone())))
+            .filter_map(|o| {
+                states
+                    .get(o.target.as_str())
+                    .map(|s| (o.target.to_string(), s.clone()))
+            })
             .collect();
-        let result = self.record_tx(location, batch, states, detection, routing).await;
+        let result = self
+            .record_tx(location, batch, states, detection, routing)
+            .await;
         if result.is_err() {
             for o in batch {
                 states.remove(o.target.as_str());
@@ -100,7 +106,11 @@ impl Store {
         let mut touched: Vec<&str> = Vec::new();
         for o in batch {
             let state = states.entry(o.target.to_string()).or_default();
-            let verdict = detect::Verdict { at_ms: o.at_ms, kind: o.kind, category: o.entry.category };
+            let verdict = detect::Verdict {
+                at_ms: o.at_ms,
+                kind: o.kind,
+                category: o.entry.category,
+            };
             for t in detect::step(state, detection, verdict) {
                 let events = apply(&mut tx, location, o, t, routing).await?;
                 recorded.events += events;
@@ -114,7 +124,8 @@ impl Store {
             }
         }
         for target in touched {
-            let json = serde_json::to_string(&states[target]).map_err(|e| StoreError::Sql(sqlx::Error::Decode(Box::new(e))))?;
+            let json = serde_json::to_string(&states[target])
+                .map_err(|e| StoreError::Sql(sqlx::Error::Decode(Box::new(e))))?;
             sqlx::query("insert into detector_state (target, state) values (?, ?) on conflict (target) do update set state = excluded.state")
                 .bind(target)
                 .bind(json)
@@ -127,7 +138,9 @@ impl Store {
 
     /// The detector states saved with the last recorded batch, by target.
     pub async fn load_detector_states(&self) -> Result<HashMap<String, TargetState>, StoreError> {
-        let rows = sqlx::query("select target, state from detector_state").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("select target, state from detector_state")
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = HashMap::new();
         for row in rows {
             let target: String = row.get(0);
@@ -136,7 +149,9 @@ impl Store {
                 Ok(state) => {
                     out.insert(target, state);
                 }
-                Err(e) => tracing::warn!(%target, error = %e, "unreadable detector state; starting that target afresh"),
+                Err(e) => {
+                    tracing::warn!(%target, error = %e, "unreadable detector state; starting that target afresh")
+                }
             }
         }
         Ok(out)
@@ -144,14 +159,21 @@ impl Store {
 
     /// Open incidents, oldest first.
     pub async fn open_incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
-        let sql = format!("select {INCIDENT_COLUMNS} from incidents where resolved_at_ms is null order by opened_at_ms, id");
-        Ok(sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
+        let sql = format!(
+            "select {INCIDENT_COLUMNS} from incidents where resolved_at_ms is null order by opened_at_ms, id"
+        );
+        Ok(sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Every incident, newest first.
     pub async fn all_incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
-        let sql = format!("select {INCIDENT_COLUMNS} from incidents order by opened_at_ms desc, id desc");
-        Ok(sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
+        let sql =
+            format!("select {INCIDENT_COLUMNS} from incidents order by opened_at_ms desc, id desc");
+        Ok(sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Incidents by id, in the order of `ids`.
@@ -173,11 +195,17 @@ impl Store {
 
 fn category_of(t: Transition) -> Category {
     match t {
-        Transition::Opened { category, .. } | Transition::Seen { category } | Transition::Resolved { category } => category,
+        Transition::Opened { category, .. }
+        | Transition::Seen { category }
+        | Transition::Resolved { category } => category,
     }
 }
 
-async fn open_or_last_id(tx: &mut SqliteConnection, target: &str, category: Category) -> Result<i64, StoreError> {
+async fn open_or_last_id(
+    tx: &mut SqliteConnection,
+    target: &str,
+    category: Category,
+) -> Result<i64, StoreError> {
     let row = sqlx::query("select id from incidents where target = ? and category = ? order by (resolved_at_ms is null) desc, id desc limit 1")
         .bind(target)
         .bind(category.as_str())
@@ -188,9 +216,19 @@ async fn open_or_last_id(tx: &mut SqliteConnection, target: &str, category: Cate
 
 /// Applies one transition to the incidents table and writes its alert events; returns how
 /// many events were written.
-async fn apply(tx: &mut SqliteConnection, location: &str, o: &Observation, t: Transition, routing: &Routing) -> Result<usize, StoreError> {
+async fn apply(
+    tx: &mut SqliteConnection,
+    location: &str,
+    o: &Observation,
+    t: Transition,
+    routing: &Routing,
+) -> Result<usize, StoreError> {
     match t {
-        Transition::Opened { category, probe_count, since_ms } => {
+        Transition::Opened {
+            category,
+            probe_count,
+            since_ms,
+        } => {
             let row = sqlx::query(
                 "insert into incidents (target, category, location, probe, first_error_id, last_error_id, http_status, \
                  opened_at_ms, last_seen_at_ms, probe_count, last_message, request_id) \
@@ -212,7 +250,16 @@ async fn apply(tx: &mut SqliteConnection, location: &str, o: &Observation, t: Tr
             .await?;
             let id: i64 = row.get(0);
             let channels = routing.channels_for(category);
-            insert_event(tx, id, "firing", category, o.at_ms, routing.group_wait_ms, &channels).await
+            insert_event(
+                tx,
+                id,
+                "firing",
+                category,
+                o.at_ms,
+                routing.group_wait_ms,
+                &channels,
+            )
+            .await
         }
         Transition::Seen { category } => {
             sqlx::query(
@@ -257,7 +304,16 @@ async fn apply(tx: &mut SqliteConnection, location: &str, o: &Observation, t: Tr
             .map(|r| r.get(0))
             .collect();
             let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
-            insert_event(tx, id, "resolved", category, o.at_ms, routing.group_wait_ms, &channels).await
+            insert_event(
+                tx,
+                id,
+                "resolved",
+                category,
+                o.at_ms,
+                routing.group_wait_ms,
+                &channels,
+            )
+            .await
         }
     }
 }

@@ -31,7 +31,10 @@ pub struct DeliveryCounts {
 
 impl Store {
     /// Pending deliveries due by `horizon_ms`, oldest first.
-    pub async fn pending_deliveries(&self, horizon_ms: i64) -> Result<Vec<PendingDelivery>, StoreError> {
+    pub async fn pending_deliveries(
+        &self,
+        horizon_ms: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
         Ok(sqlx::query_as::<_, PendingDelivery>(
             "select d.id as delivery_id, d.event_id, e.incident_id, d.channel, e.kind, e.category, e.created_at_ms, \
              d.attempts, d.next_attempt_at_ms \
@@ -45,9 +48,11 @@ impl Store {
 
     /// When the next pending delivery is due, if any.
     pub async fn next_delivery_at(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("select min(next_attempt_at_ms) from alert_deliveries where state = 'pending'")
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "select min(next_attempt_at_ms) from alert_deliveries where state = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.get(0))
     }
 
@@ -66,7 +71,12 @@ impl Store {
     }
 
     /// Records a failed attempt: retry at `next_ms`, or give up (`next_ms` = None).
-    pub async fn mark_attempt_failed(&self, ids: &[i64], next_ms: Option<i64>, error: &str) -> Result<(), StoreError> {
+    pub async fn mark_attempt_failed(
+        &self,
+        ids: &[i64],
+        next_ms: Option<i64>,
+        error: &str,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for id in ids {
             let (state, next) = match next_ms {
@@ -90,7 +100,12 @@ impl Store {
 
     /// Writes a reminder for every open incident whose last firing or reminder message went out
     /// `interval_ms` ago (and is not still waiting to go out). Returns how many.
-    pub async fn enqueue_reminders(&self, now_ms: i64, interval_ms: i64, group_wait_ms: i64) -> Result<usize, StoreError> {
+    pub async fn enqueue_reminders(
+        &self,
+        now_ms: i64,
+        interval_ms: i64,
+        group_wait_ms: i64,
+    ) -> Result<usize, StoreError> {
         if interval_ms <= 0 {
             return Ok(0);
         }
@@ -107,21 +122,44 @@ impl Store {
         .await?;
         let mut count = 0;
         for row in rows {
-            let (incident, category, event, created, sent, pending): (i64, String, i64, i64, Option<i64>, i64) =
-                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
+            let (incident, category, event, created, sent, pending): (
+                i64,
+                String,
+                i64,
+                i64,
+                Option<i64>,
+                i64,
+            ) = (
+                row.get(0),
+                row.get(1),
+                row.get(2),
+                row.get(3),
+                row.get(4),
+                row.get(5),
+            );
             if pending > 0 || now_ms < sent.unwrap_or(created) + interval_ms {
                 continue;
             }
-            let channels: Vec<String> = sqlx::query("select channel from alert_deliveries where event_id = ?")
-                .bind(event)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let channels: Vec<String> =
+                sqlx::query("select channel from alert_deliveries where event_id = ?")
+                    .bind(event)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
             let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
             let category = Category::parse(&category).unwrap_or(Category::Unknown);
-            count += insert_event(&mut tx, incident, "reminder", category, now_ms, group_wait_ms, &channels).await?;
+            count += insert_event(
+                &mut tx,
+                incident,
+                "reminder",
+                category,
+                now_ms,
+                group_wait_ms,
+                &channels,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(count)
@@ -137,7 +175,10 @@ impl Store {
     }
 
     /// The last error of failed deliveries, newest first (for `status`).
-    pub async fn failed_deliveries(&self, limit: i64) -> Result<Vec<(String, i64, String)>, StoreError> {
+    pub async fn failed_deliveries(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, i64, String)>, StoreError> {
         let rows = sqlx::query(
             "select d.channel, e.incident_id, coalesce(d.last_error, '') from alert_deliveries d \
              join alert_events e on e.id = d.event_id where d.state = 'failed' order by d.id desc limit ?",
@@ -145,6 +186,9 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 }

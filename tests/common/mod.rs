@@ -2,6 +2,8 @@
 //! temporary directory, the built binary, and the SQLite file it writes.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use openai_watch::simulate::{SimState, Simulator};
 use sqlx::Row;
 use std::path::{Path, PathBuf};
