@@ -313,7 +313,7 @@ fn transport_kind(e: &reqwest::Error) -> (&'static str, &'static Entry) {
 }
 
 /// The error and its causes on one line, e.g. "error sending request: dns error: …".
-fn error_chain(e: &reqwest::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

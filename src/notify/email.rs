@@ -104,7 +104,7 @@ impl EmailChannel {
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let text = error_text(&e);
+                let text = crate::probe::error_chain(&e);
                 if e.is_permanent() {
                     Err(SendError::permanent(text))
                 } else {
@@ -113,19 +113,4 @@ impl EmailChannel {
             }
         }
     }
-}
-
-/// The SMTP error with its causes, e.g. "permanent error (550): mailbox unavailable".
-fn error_text(e: &lettre::transport::smtp::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let t = s.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        source = s.source();
-    }
-    out
 }

@@ -39,7 +39,10 @@ impl WebhookChannel {
             .send()
             .await
             .map_err(|e| {
-                SendError::temporary(format!("webhook request failed: {}", e.without_url()))
+                SendError::temporary(format!(
+                    "webhook request failed: {}",
+                    crate::probe::error_chain(&e.without_url())
+                ))
             })?;
         let status = response.status();
         if status.is_success() {
