@@ -168,7 +168,10 @@ pub struct Dashboard {
     #[serde(deserialize_with = "deserialize_opt_url")]
     pub public_url: Option<reqwest::Url>,
     /// Environment variable holding the bearer token / basic-auth password.
-    pub auth_token_env: Option<String>,
+    pub auth_token_env: Option<Spanned<String>>,
+    /// Filled in by `Config::resolve_secrets`.
+    #[serde(skip)]
+    pub auth_token: Option<SecretString>,
 }
 
 fn deserialize_opt_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<reqwest::Url>, D::Error> {
@@ -181,6 +184,7 @@ impl Default for Dashboard {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
             auth_token_env: None,
+            auth_token: None,
         }
     }
 }
@@ -776,6 +780,10 @@ impl Config {
         for (t, key) in self.targets.iter_mut().zip(resolved) {
             t.api_key = key;
         }
+        if let Some(var) = &self.dashboard.auth_token_env {
+            let sources = SecretSources { env: Some(var.clone()), ..SecretSources::default() };
+            self.dashboard.auth_token = self.read_secret(&sources, "dashboard.auth_token")?;
+        }
         if let Some(email) = &self.alerts.email {
             let username = self.read_secret(&email.username_sources(), "alerts.email.username")?;
             let password = self.read_secret(&email.password_sources(), "alerts.email.password")?;
@@ -888,6 +896,7 @@ impl Config {
         if let Some(e) = &self.alerts.email {
             out.extend(e.password.clone());
         }
+        out.extend(self.dashboard.auth_token.clone());
         out
     }
 

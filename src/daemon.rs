@@ -1,17 +1,22 @@
-//! The `run` command: opens the store, starts the scheduler and the recorder, and stops them
-//! in order when the shutdown future completes.
+//! The `run` command: opens the store, starts the scheduler, the recorder, the notifier and
+//! the web server, reloads the config on request, and stops them in order on shutdown.
 
 use crate::config::{Config, Detection};
 use crate::detect::{TargetState, Transition};
+use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::notify::{self, Notifier};
 use crate::probe::{Observation, Prober};
 use crate::scheduler;
 use crate::store::{Routing, Store};
+use crate::systemd;
+use crate::web;
 use anyhow::Context as _;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -23,50 +28,143 @@ const MAX_BATCH: usize = 512;
 const MAX_PENDING: usize = 10_000;
 
 /// Runs the daemon until `shutdown` completes. `config` must have its secrets resolved.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let store = Store::open(&config.storage.path).await.with_context(|| {
-        format!(
-            "cannot start with the database {}",
-            config.storage.path.display()
-        )
-    })?;
-    let prober = Arc::new(Prober::new(config.secrets()).context("cannot build the HTTP client")?);
+/// Every message on `reload` re-reads the config file; a bad one is refused and the running
+/// config kept. `listener`, when given, replaces binding `[dashboard] listen` (tests use it).
+pub async fn run(
+    config: Config,
+    listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+    mut reload: mpsc::Receiver<()>,
+) -> anyhow::Result<()> {
+    let store = Store::open(&config.storage.path)
+        .await
+        .with_context(|| format!("cannot start with the database {}", config.storage.path.display()))?;
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(config.dashboard.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} ([dashboard] listen)", config.dashboard.listen))?,
+    };
+    let addr = listener.local_addr()?;
     let location = config.location();
-    let targets = Arc::new(config.targets.clone());
-    let probe_count: usize = targets.iter().map(|t| t.probes.len()).sum();
-    tracing::info!(targets = targets.len(), probes = probe_count, %location, db = %config.storage.path.display(), "openai-watch started");
+    tracing::info!(targets = config.targets.len(), %location, db = %config.storage.path.display(), "openai-watch started");
+    tracing::info!("dashboard listening on http://{addr}");
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
 
-    let notifier =
-        Notifier::new(&config, store.clone()).context("cannot set up the alert channels")?;
+    let health = Arc::new(Health::new());
+    let metrics = Arc::new(Metrics::new());
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let config = config_rx.borrow().clone();
+    let notifier = Notifier::new(&config, store.clone(), metrics.clone()).context("cannot set up the alert channels")?;
     let recorder = Recorder {
         store: store.clone(),
         location,
         states: store.load_detector_states().await?,
+        config: config_rx.clone(),
         detection: config.detection.clone(),
         routing: notify::routing(&config),
         wake: notifier.wake.clone(),
+        health: health.clone(),
+        metrics: metrics.clone(),
         pending: Vec::new(),
         failing: false,
     };
+    let app = web::router(Arc::new(web::AppState {
+        store: store.clone(),
+        config: config_rx.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+    }));
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (tx, rx) = mpsc::channel(QUEUE);
     tracker.spawn(recorder.run(rx));
-    tracker.spawn(scheduler::run(targets, prober, tx, cancel.clone()));
-    tracker.spawn(notifier.run(cancel.clone()));
-    tracker.close();
+    tracker.spawn(notifier.run(config_rx.clone(), cancel.clone()));
+    let web_cancel = cancel.clone();
+    tracker.spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(web_cancel.cancelled_owned()).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "dashboard server stopped");
+        }
+    });
+    let mut probing = Probing::start(&config, tx.clone(), health.clone(), &cancel)?;
 
-    shutdown.await;
+    systemd::ready(&status_line(&config, store.open_incidents().await.map_or(0, |o| o.len())));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = reload.recv() => {
+                let old = config_rx.borrow().clone();
+                match reload_config(&old) {
+                    Ok(new) => {
+                        probing.stop().await;
+                        probing = Probing::start(&new, tx.clone(), health.clone(), &cancel)?;
+                        tracing::info!(targets = new.targets.len(), "config reloaded");
+                        systemd::status(&status_line(&new, store.open_incidents().await.map_or(0, |o| o.len())));
+                        let _ = config_tx.send(Arc::new(new));
+                    }
+                    Err(e) => tracing::error!("config reload refused, the running config stays: {e}"),
+                }
+            }
+        }
+    }
+    systemd::stopping();
     tracing::info!("stopping: no new probes; writing what was observed");
     cancel.cancel();
+    probing.stop().await;
+    drop(tx);
+    tracker.close();
     tracker.wait().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `STATUS=` for systemd: "3 targets, 1 open incident".
+fn status_line(config: &Config, open: usize) -> String {
+    let t = config.targets.len();
+    format!(
+        "{t} target{}, {open} open incident{}",
+        if t == 1 { "" } else { "s" },
+        if open == 1 { "" } else { "s" }
+    )
+}
+
+fn reload_config(current: &Config) -> Result<Config, String> {
+    let mut new = Config::load(&current.source).map_err(|e| e.to_string())?;
+    new.resolve_secrets().map_err(|e| e.to_string())?;
+    if new.storage.path != current.storage.path {
+        return Err("[storage] path cannot change on reload; restart the daemon".into());
+    }
+    if new.dashboard.listen != current.dashboard.listen {
+        tracing::warn!("[dashboard] listen changes only on restart");
+    }
+    Ok(new)
+}
+
+/// The scheduler of the current config; replaced as a whole on reload.
+struct Probing {
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Probing {
+    fn start(config: &Config, tx: mpsc::Sender<Observation>, health: Arc<Health>, parent: &CancellationToken) -> anyhow::Result<Probing> {
+        let prober = Arc::new(Prober::new(config.secrets()).context("cannot build the HTTP client")?);
+        let cancel = parent.child_token();
+        let targets = Arc::new(config.targets.clone());
+        let task = tokio::spawn(scheduler::run(targets, prober, tx, health, cancel.clone()));
+        Ok(Probing { cancel, task })
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
 }
 
 /// Writes observations in batches, advancing the detector and writing the alert events in the
@@ -76,9 +174,12 @@ struct Recorder {
     store: Store,
     location: String,
     states: HashMap<String, TargetState>,
+    config: watch::Receiver<Arc<Config>>,
     detection: Detection,
     routing: Routing,
-    wake: std::sync::Arc<tokio::sync::Notify>,
+    wake: Arc<tokio::sync::Notify>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
     pending: Vec<Observation>,
     failing: bool,
 }
@@ -86,14 +187,10 @@ struct Recorder {
 impl Recorder {
     async fn run(mut self, mut rx: mpsc::Receiver<Observation>) {
         while let Some(first) = rx.recv().await {
-            log_outcome(&first);
-            self.pending.push(first);
+            self.accept(first);
             for _ in 1..MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(o) => {
-                        log_outcome(&o);
-                        self.pending.push(o);
-                    }
+                    Ok(o) => self.accept(o),
                     Err(_) => break,
                 }
             }
@@ -102,9 +199,20 @@ impl Recorder {
         self.flush().await;
     }
 
+    fn accept(&mut self, o: Observation) {
+        log_outcome(&o);
+        self.metrics.observe(&o);
+        self.pending.push(o);
+    }
+
     async fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
+        }
+        if self.config.has_changed().unwrap_or(false) {
+            let config = self.config.borrow_and_update().clone();
+            self.detection = config.detection.clone();
+            self.routing = notify::routing(&config);
         }
         match self
             .store
@@ -125,6 +233,7 @@ impl Recorder {
                     );
                 }
                 self.failing = false;
+                self.health.db_written();
                 self.pending.clear();
                 for (target, change, id) in &recorded.changes {
                     match change {
@@ -144,8 +253,13 @@ impl Recorder {
                 if recorded.events > 0 {
                     self.wake.notify_one();
                 }
+                if !recorded.changes.is_empty() {
+                    let open = self.store.open_incidents().await.map_or(0, |o| o.len());
+                    systemd::status(&status_line(&self.config.borrow(), open));
+                }
             }
             Err(e) => {
+                self.health.db_failed(e.to_string());
                 if !self.failing {
                     tracing::error!(error = %e, "cannot write probes to the database; keeping them in memory");
                 }

@@ -34,6 +34,7 @@ fn exit(code: i32) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> i32 {
     let shutdown = shutdown_signal();
+    let reload = matches!(cli.command, Command::Run).then(reload_signal);
     let needs_secrets = !matches!(cli.command, Command::Status { .. });
     let config = match &cli.command {
         Command::Simulate { .. } => None,
@@ -49,7 +50,7 @@ async fn dispatch(cli: Cli) -> i32 {
         (Command::Simulate { listen, scenario }, _) => {
             cli::simulate(*listen, scenario, shutdown).await.map(|()| 0)
         }
-        (Command::Run, Some(config)) => openai_watch::daemon::run(config, shutdown)
+        (Command::Run, Some(config)) => openai_watch::daemon::run(config, None, shutdown, reload.unwrap_or_else(|| tokio::sync::mpsc::channel(1).1))
             .await
             .map(|()| 0),
         (Command::Check { json }, Some(config)) => {
@@ -128,4 +129,21 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             }
         }
     }
+}
+
+/// A message for every SIGHUP: reload the config.
+fn reload_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    // A reload already queued covers this one too.
+                    let _ = tx.try_send(());
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "cannot install the SIGHUP handler; reload by restarting"),
+    }
+    rx
 }

@@ -3,6 +3,7 @@
 //! No task per target: memory stays flat as targets grow.
 
 use crate::config::Target;
+use crate::health::Health;
 use crate::probe::{Observation, Prober};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -53,6 +54,7 @@ pub async fn run(
     targets: Arc<Vec<Target>>,
     prober: Arc<Prober>,
     out: mpsc::Sender<Observation>,
+    health: Arc<Health>,
     cancel: CancellationToken,
 ) {
     let now = Instant::now();
@@ -71,11 +73,17 @@ pub async fn run(
     }
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut in_flight: JoinSet<(Slot, Instant, Observation)> = JoinSet::new();
+    // The loop also turns on this tick, so that its heartbeat shows it is alive even when
+    // every probe is minutes away (`/healthz` and the systemd watchdog read it).
+    let mut tick = tokio::time::interval(health.beat_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        health.beat(crate::probe::unix_ms(std::time::SystemTime::now()));
         let next = due.peek().map(|Reverse((at, _))| *at);
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                 let Ok((slot, started, obs)) = done else { continue };
                 let probe = &targets[slot.target].probes[slot.probe];

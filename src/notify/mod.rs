@@ -8,6 +8,7 @@ pub mod webhook;
 
 use crate::catalog::Category;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::redact;
 use crate::store::{IncidentRow, PendingDelivery, Routing, Store, StoreError};
 use message::{Alert, IncidentView};
@@ -232,14 +233,16 @@ pub struct Notifier {
     reminder_ms: i64,
     group_wait_ms: i64,
     secrets: Vec<secrecy::SecretString>,
+    metrics: Arc<Metrics>,
     /// Woken by the recorder when it wrote events.
     pub wake: Arc<Notify>,
 }
 
 impl Notifier {
-    pub fn new(config: &Config, store: Store) -> anyhow::Result<Notifier> {
+    pub fn new(config: &Config, store: Store, metrics: Arc<Metrics>) -> anyhow::Result<Notifier> {
         Ok(Notifier {
             store,
+            metrics,
             channels: channels(config)?,
             renderer: Renderer::new(config),
             reminder_ms: millis(config.alerts.reminder_interval.0),
@@ -297,6 +300,7 @@ impl Notifier {
             match channel.send(&alert, &delivery).await {
                 Ok(()) => {
                     self.store.mark_sent(&ids, now_ms()).await?;
+                    self.metrics.alert(&channel_name, "sent");
                     sent += 1;
                     tracing::info!(channel = %channel_name, event = %kind, %category, targets = alert.incidents.len(), "alert sent");
                 }
@@ -311,6 +315,7 @@ impl Notifier {
                     self.store
                         .mark_attempt_failed(&ids, (!give_up).then_some(next), &error)
                         .await?;
+                    self.metrics.alert(&channel_name, if give_up { "failed" } else { "retry" });
                     if give_up {
                         tracing::error!(channel = %channel_name, event = %kind, %category, attempts, error = %error, "alert delivery failed for good");
                     } else {
@@ -322,17 +327,32 @@ impl Notifier {
         Ok(sent)
     }
 
+    /// Takes over a reloaded config: channels, routing times and targets.
+    fn reconfigure(&mut self, config: &Config) {
+        match channels(config) {
+            Ok(c) => self.channels = c,
+            Err(e) => tracing::error!(error = %e, "alert channels of the reloaded config are invalid; keeping the old ones"),
+        }
+        self.renderer = Renderer::new(config);
+        self.reminder_ms = millis(config.alerts.reminder_interval.0);
+        self.group_wait_ms = millis(config.alerts.group_wait.0);
+        self.secrets = config.secrets();
+    }
+
     /// Runs until cancelled: a pass whenever woken, and at least every second. A send in
     /// progress at cancellation is allowed to finish, so that its outcome is recorded.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub async fn run(mut self, mut config: tokio::sync::watch::Receiver<Arc<Config>>, cancel: CancellationToken) {
         loop {
+            if config.has_changed().unwrap_or(false) {
+                let c = config.borrow_and_update().clone();
+                self.reconfigure(&c);
+            }
             if let Err(e) = self.run_once(now_ms()).await {
                 tracing::error!(error = %e, "alert outbox pass failed; retrying");
             }
             let next = self.store.next_delivery_at().await.ok().flatten();
             let wait = next.map_or(Duration::from_secs(1), |at| {
-                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
-                    .min(Duration::from_secs(1))
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(Duration::from_secs(1))
             });
             tokio::select! {
                 () = cancel.cancelled() => break,

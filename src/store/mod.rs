@@ -7,8 +7,8 @@ mod outbox;
 mod probes;
 
 pub use incidents::{IncidentRow, Recorded, Routing};
-pub use outbox::{DeliveryCounts, PendingDelivery};
-pub use probes::ProbeRow;
+pub use outbox::{DeliveryCounts, DeliveryRow, PendingDelivery};
+pub use probes::{HOUR_MS, ProbeRow, RollupRow};
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -192,3 +192,28 @@ impl Store {
             .collect())
     }
 }
+
+/// One delivery of an alert about an incident, for the incident page.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub kind: String,
+    pub channel: String,
+    pub state: String,
+    pub attempts: i64,
+    pub created_at_ms: i64,
+    pub sent_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+impl Store {
+    /// The alerts about one incident, oldest first.
+    pub async fn deliveries_for_incident(&self, incident_id: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+        Ok(sqlx::query_as::<_, DeliveryRow>(
+            "select e.kind, d.channel, d.state, d.attempts, e.created_at_ms, d.sent_at_ms, d.last_error \
+             from alert_deliveries d join alert_events e on e.id = d.event_id where e.incident_id = ? order by d.id",
+        )
+        .bind(incident_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

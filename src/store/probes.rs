@@ -5,6 +5,9 @@ use crate::probe::Observation;
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
+/// One hour in milliseconds: the rollup granularity.
+pub const HOUR_MS: i64 = 3_600_000;
+
 /// A stored probe, as the API and the commands read it back.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ProbeRow {
@@ -70,6 +73,20 @@ impl Store {
             .bind(o.rate_limits.reset_tokens.as_deref())
             .execute(&mut *tx)
             .await?;
+            sqlx::query(
+                "insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms) \
+                 values (?, ?, ?, ?, 1, ?, ?) on conflict (target, hour_ms, probe, category) do update set \
+                 count = count + 1, latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms, \
+                 latency_max_ms = max(latency_max_ms, excluded.latency_max_ms)",
+            )
+            .bind(o.target.as_str())
+            .bind(o.kind.as_str())
+            .bind(o.entry.category.as_str())
+            .bind(o.at_ms - o.at_ms.rem_euclid(HOUR_MS))
+            .bind(o.latency_ms)
+            .bind(o.latency_ms)
+            .execute(&mut *tx)
+            .await?;
         }
         Ok(())
     }
@@ -87,6 +104,62 @@ impl Store {
              from probes where target = ? order by at_ms desc, id desc limit ?",
         )
         .bind(target)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// Probes of one target, probe kind and category within one hour.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RollupRow {
+    pub probe: String,
+    pub category: String,
+    pub hour_ms: i64,
+    pub count: i64,
+    pub latency_sum_ms: i64,
+    pub latency_max_ms: i64,
+}
+
+impl Store {
+    /// A target's rollups from `since_ms` on, oldest first.
+    pub async fn rollups(&self, target: &str, since_ms: i64) -> Result<Vec<RollupRow>, StoreError> {
+        Ok(sqlx::query_as::<_, RollupRow>(
+            "select probe, category, hour_ms, count, latency_sum_ms, latency_max_ms from rollups \
+             where target = ? and hour_ms >= ? order by hour_ms",
+        )
+        .bind(target)
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A target's probes from `since_ms` on, newest first, at most `limit`.
+    pub async fn probes_since(&self, target: &str, since_ms: i64, limit: i64) -> Result<Vec<ProbeRow>, StoreError> {
+        Ok(sqlx::query_as::<_, ProbeRow>(
+            "select id, at_ms, location, target, probe, latency_ms, http_status, transport_error, \
+             category, error_id, message, request_id, ratelimit_remaining_requests, \
+             ratelimit_remaining_tokens \
+             from probes where target = ? and at_ms >= ? order by at_ms desc, id desc limit ?",
+        )
+        .bind(target)
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A target's probes between two times, oldest first, at most `limit`.
+    pub async fn probes_between(&self, target: &str, from_ms: i64, to_ms: i64, limit: i64) -> Result<Vec<ProbeRow>, StoreError> {
+        Ok(sqlx::query_as::<_, ProbeRow>(
+            "select id, at_ms, location, target, probe, latency_ms, http_status, transport_error, \
+             category, error_id, message, request_id, ratelimit_remaining_requests, \
+             ratelimit_remaining_tokens \
+             from probes where target = ? and at_ms >= ? and at_ms <= ? order by at_ms, id limit ?",
+        )
+        .bind(target)
+        .bind(from_ms)
+        .bind(to_ms)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)

@@ -1,0 +1,85 @@
+//! What `/healthz` reports: the scheduler's heartbeat and whether the database is writable.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// A scheduler silent for longer than this is considered stuck.
+pub const STALE_AFTER_MS: i64 = 30_000;
+
+#[derive(Debug, Default)]
+pub struct Health {
+    heartbeat_ms: AtomicI64,
+    db_error: Mutex<Option<String>>,
+    /// Half the systemd watchdog timeout, when there is one.
+    watchdog_ms: Option<i64>,
+    last_ping_ms: AtomicI64,
+}
+
+impl Health {
+    /// Reads the systemd watchdog setting of this process.
+    pub fn new() -> Health {
+        Health {
+            watchdog_ms: crate::systemd::watchdog_interval().map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            ..Health::default()
+        }
+    }
+
+    /// Called by the scheduler loop on every turn; pings the systemd watchdog when due, so
+    /// that a stuck scheduler is restarted.
+    pub fn beat(&self, now_ms: i64) {
+        self.heartbeat_ms.store(now_ms, Ordering::Relaxed);
+        if let Some(every) = self.watchdog_ms {
+            if now_ms - self.last_ping_ms.load(Ordering::Relaxed) >= every {
+                self.last_ping_ms.store(now_ms, Ordering::Relaxed);
+                crate::systemd::watchdog();
+            }
+        }
+    }
+
+    /// How often the scheduler must beat at least.
+    pub fn beat_every(&self) -> std::time::Duration {
+        let max = std::time::Duration::from_secs(5);
+        self.watchdog_ms.map_or(max, |ms| max.min(std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0).max(100))))
+    }
+
+    pub fn db_written(&self) {
+        *self.db_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub fn db_failed(&self, error: String) {
+        *self.db_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+    }
+
+    /// `Ok` when healthy, else why not.
+    pub fn check(&self, now_ms: i64) -> Result<(), String> {
+        let beat = self.heartbeat_ms.load(Ordering::Relaxed);
+        if beat == 0 {
+            return Err("scheduler not started".into());
+        }
+        if now_ms - beat > STALE_AFTER_MS {
+            return Err(format!("scheduler stalled: no heartbeat for {} s", (now_ms - beat) / 1000));
+        }
+        if let Some(e) = self.db_error.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return Err(format!("database not writable: {e}"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_reflects_heartbeat_and_database() {
+        let h = Health::default();
+        assert!(h.check(1_000).is_err());
+        h.beat(1_000);
+        assert!(h.check(2_000).is_ok());
+        assert!(h.check(1_000 + STALE_AFTER_MS + 1).unwrap_err().contains("stalled"));
+        h.db_failed("disk full".into());
+        assert!(h.check(2_000).unwrap_err().contains("disk full"));
+        h.db_written();
+        assert!(h.check(2_000).is_ok());
+    }
+}

@@ -1,0 +1,171 @@
+//! The JSON API (SPEC §9). Field names are a contract.
+
+use super::{AppState, Error};
+use crate::catalog;
+use crate::store::IncidentRow;
+use crate::timefmt::rfc3339;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Most probes one request returns.
+const MAX_LIMIT: i64 = 1000;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/targets/{name}/probes", get(probes))
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> Result<Json<crate::status::Status>, Error> {
+    Ok(Json(crate::status::read(&state.config(), &state.store).await.map_err(Error::Internal)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncidentQuery {
+    state: Option<String>,
+    target: Option<String>,
+}
+
+/// An incident in the API.
+#[derive(Debug, Serialize)]
+pub struct ApiIncident {
+    pub id: i64,
+    pub target: String,
+    pub category: String,
+    pub error_id: String,
+    pub http_status: Option<i64>,
+    pub opened_at: String,
+    pub resolved_at: Option<String>,
+    pub probe_count: i64,
+    pub last_message: Option<String>,
+    pub cause: String,
+    pub resolution: String,
+}
+
+impl From<&IncidentRow> for ApiIncident {
+    fn from(r: &IncidentRow) -> Self {
+        let entry = catalog::entry(&r.last_error_id);
+        ApiIncident {
+            id: r.id,
+            target: r.target.clone(),
+            category: r.category.clone(),
+            error_id: r.last_error_id.clone(),
+            http_status: r.http_status,
+            opened_at: rfc3339(r.opened_at_ms),
+            resolved_at: r.resolved_at_ms.map(rfc3339),
+            probe_count: r.probe_count,
+            last_message: r.last_message.clone(),
+            cause: entry.map_or("", |e| e.cause).to_string(),
+            resolution: entry.map_or("", |e| e.resolution).to_string(),
+        }
+    }
+}
+
+fn bad_query(e: QueryRejection) -> Error {
+    Error::BadRequest(format!("bad query: {}", e.body_text()))
+}
+
+async fn incidents(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<IncidentQuery>, QueryRejection>,
+) -> Result<Json<Vec<ApiIncident>>, Error> {
+    let Query(q) = query.map_err(bad_query)?;
+    let wanted = q.state.as_deref().unwrap_or("all");
+    if !matches!(wanted, "open" | "resolved" | "all") {
+        return Err(Error::BadRequest(format!("state must be open, resolved or all, not {wanted:?}")));
+    }
+    if let Some(t) = &q.target {
+        known_target(&state, t)?;
+    }
+    let rows = state.store.all_incidents().await?;
+    Ok(Json(
+        rows.iter()
+            .filter(|r| match wanted {
+                "open" => r.resolved_at_ms.is_none(),
+                "resolved" => r.resolved_at_ms.is_some(),
+                _ => true,
+            })
+            .filter(|r| q.target.as_ref().is_none_or(|t| *t == r.target))
+            .map(ApiIncident::from)
+            .collect(),
+    ))
+}
+
+fn known_target(state: &AppState, name: &str) -> Result<(), Error> {
+    if state.config().targets.iter().any(|t| t.name().as_str() == name) {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("no target named {:?}", name.chars().take(64).collect::<String>())))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeQuery {
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+/// A raw probe in the API.
+#[derive(Debug, Serialize)]
+pub struct ApiProbe {
+    pub at: String,
+    pub location: String,
+    pub target: String,
+    pub probe: String,
+    pub latency_ms: i64,
+    pub http_status: Option<i64>,
+    pub transport_error: Option<String>,
+    pub category: String,
+    pub error_id: String,
+    pub message: Option<String>,
+    pub request_id: Option<String>,
+    pub ratelimit_remaining_requests: Option<i64>,
+    pub ratelimit_remaining_tokens: Option<i64>,
+}
+
+async fn probes(
+    State(state): State<Arc<AppState>>,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<ProbeQuery>, QueryRejection>,
+) -> Result<Json<Vec<ApiProbe>>, Error> {
+    let Path(name) = name.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let Query(q) = query.map_err(bad_query)?;
+    known_target(&state, &name)?;
+    let since_ms = match q.since.as_deref() {
+        None => 0,
+        Some(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+            .map_err(|_| Error::BadRequest(format!("since must be an RFC 3339 time such as 2026-11-25T00:00:00Z, not {:?}", s.chars().take(64).collect::<String>())))?,
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(Error::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let rows = state.store.probes_since(&name, since_ms, limit).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|p| ApiProbe {
+                at: rfc3339(p.at_ms),
+                location: p.location,
+                target: p.target,
+                probe: p.probe,
+                latency_ms: p.latency_ms,
+                http_status: p.http_status,
+                transport_error: p.transport_error,
+                category: p.category,
+                error_id: p.error_id,
+                message: p.message,
+                request_id: p.request_id,
+                ratelimit_remaining_requests: p.ratelimit_remaining_requests,
+                ratelimit_remaining_tokens: p.ratelimit_remaining_tokens,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,176 @@
+//! What the pages show, computed from the store: status bars from hourly rollups, latency
+//! series, incident views. Plain values; the templates only lay them out.
+
+use crate::catalog::{self, Category};
+use crate::store::{HOUR_MS, IncidentRow, RollupRow};
+use crate::timefmt::rfc3339;
+
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// One segment of a status bar.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub x: usize,
+    /// CSS class: `c-ok`, `c-outage`, …, or `c-none` when nothing was probed.
+    pub class: String,
+    /// Hover text.
+    pub title: String,
+}
+
+/// How bad a category is, for colouring a segment with several.
+fn rank(category: &str) -> u8 {
+    match Category::parse(category) {
+        Some(Category::Outage) => 8,
+        Some(Category::Auth) => 7,
+        Some(Category::Region) => 6,
+        Some(Category::Quota) => 5,
+        Some(Category::Overload) => 4,
+        Some(Category::RateLimit) => 3,
+        Some(Category::ClientError) => 2,
+        Some(Category::Unknown) => 1,
+        _ => 0,
+    }
+}
+
+/// A bar of `slots` segments of `slot_ms` each, ending with the slot that holds `now_ms`.
+pub fn bar(rollups: &[RollupRow], now_ms: i64, slot_ms: i64, slots: usize) -> Vec<Segment> {
+    let last_start = now_ms - now_ms.rem_euclid(slot_ms);
+    let first_start = last_start - slot_ms * (slots as i64 - 1);
+    let mut counts: Vec<Vec<(String, i64)>> = vec![Vec::new(); slots];
+    for r in rollups.iter().filter(|r| r.hour_ms >= first_start) {
+        let i = ((r.hour_ms - first_start) / slot_ms) as usize;
+        if let Some(slot) = counts.get_mut(i) {
+            match slot.iter_mut().find(|(c, _)| *c == r.category) {
+                Some((_, n)) => *n += r.count,
+                None => slot.push((r.category.clone(), r.count)),
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut cats)| {
+            let start = first_start + i as i64 * slot_ms;
+            let when = if slot_ms >= DAY_MS { rfc3339(start)[..10].to_string() } else { format!("{} UTC", &rfc3339(start)[..16].replace('T', " ")) };
+            cats.sort_by(|a, b| rank(&b.0).cmp(&rank(&a.0)).then(b.1.cmp(&a.1)));
+            let (class, title) = match cats.first() {
+                None => ("c-none".to_string(), format!("{when}: no probes")),
+                Some((worst, _)) => {
+                    let parts: Vec<String> = cats.iter().map(|(c, n)| format!("{n} {c}")).collect();
+                    (format!("c-{worst}"), format!("{when}: {}", parts.join(", ")))
+                }
+            };
+            Segment { x: i, class, title }
+        })
+        .collect()
+}
+
+/// The bar over the last 24 hours, one segment an hour.
+pub fn day_bar(rollups: &[RollupRow], now_ms: i64) -> Vec<Segment> {
+    bar(rollups, now_ms, HOUR_MS, 24)
+}
+
+/// The bar over the last 90 days, one segment a day.
+pub fn quarter_bar(rollups: &[RollupRow], now_ms: i64) -> Vec<Segment> {
+    bar(rollups, now_ms, DAY_MS, 90)
+}
+
+/// Mean latency per hour over the last 24 hours as SVG polyline points in a 240×40 box,
+/// and the highest mean (ms) for the axis label.
+pub fn latency_points(rollups: &[RollupRow], now_ms: i64) -> (String, i64) {
+    let last = now_ms - now_ms.rem_euclid(HOUR_MS);
+    let first = last - 23 * HOUR_MS;
+    let mut sums = [(0i64, 0i64); 24];
+    for r in rollups.iter().filter(|r| r.hour_ms >= first) {
+        let i = ((r.hour_ms - first) / HOUR_MS) as usize;
+        if let Some(s) = sums.get_mut(i) {
+            s.0 += r.latency_sum_ms;
+            s.1 += r.count;
+        }
+    }
+    let means: Vec<Option<i64>> = sums.iter().map(|(sum, n)| (*n > 0).then(|| sum / n)).collect();
+    let max = means.iter().flatten().copied().max().unwrap_or(0).max(1);
+    let points: Vec<String> = means
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| m.map(|m| format!("{},{:.1}", i * 10 + 5, 38.0 - 36.0 * m as f64 / max as f64)))
+        .collect();
+    (points.join(" "), max)
+}
+
+/// An incident as the pages show it.
+#[derive(Debug, Clone)]
+pub struct IncidentCard {
+    pub id: i64,
+    pub target: String,
+    pub category: String,
+    pub error_id: String,
+    pub title: String,
+    pub http_status: String,
+    pub opened_at: String,
+    pub last_seen_at: String,
+    pub resolved_at: Option<String>,
+    pub probe_count: i64,
+    pub message: String,
+    pub request_id: String,
+    pub probe: String,
+    pub cause: String,
+    pub resolution: String,
+}
+
+impl From<&IncidentRow> for IncidentCard {
+    fn from(r: &IncidentRow) -> Self {
+        let entry = catalog::entry(&r.last_error_id);
+        IncidentCard {
+            id: r.id,
+            target: r.target.clone(),
+            category: r.category.clone(),
+            error_id: r.last_error_id.clone(),
+            title: entry.map_or_else(|| r.last_error_id.clone(), |e| e.title.to_string()),
+            http_status: r.http_status.map_or_else(|| "no answer".to_string(), |s| s.to_string()),
+            opened_at: rfc3339(r.opened_at_ms),
+            last_seen_at: rfc3339(r.last_seen_at_ms),
+            resolved_at: r.resolved_at_ms.map(rfc3339),
+            probe_count: r.probe_count,
+            message: r.last_message.clone().unwrap_or_default(),
+            request_id: r.request_id.clone().unwrap_or_default(),
+            probe: r.probe.clone(),
+            cause: entry.map_or("", |e| e.cause).to_string(),
+            resolution: entry.map_or("", |e| e.resolution).to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(hour_ms: i64, category: &str, count: i64) -> RollupRow {
+        RollupRow { probe: "models".into(), category: category.into(), hour_ms, count, latency_sum_ms: count * 100, latency_max_ms: 100 }
+    }
+
+    #[test]
+    fn a_segment_takes_the_colour_of_its_worst_category() {
+        let now = 100 * DAY_MS + 5 * HOUR_MS + 1;
+        let hour = now - now.rem_euclid(HOUR_MS);
+        let rows = [r(hour, "ok", 58), r(hour, "outage", 2), r(hour - HOUR_MS, "ok", 60)];
+        let bar = day_bar(&rows, now);
+        assert_eq!(bar.len(), 24);
+        assert_eq!(bar[23].class, "c-outage");
+        assert!(bar[23].title.ends_with("2 outage, 58 ok"), "{}", bar[23].title);
+        assert_eq!(bar[22].class, "c-ok");
+        assert_eq!(bar[0].class, "c-none");
+        let q = quarter_bar(&rows, now);
+        assert_eq!(q.len(), 90);
+        assert_eq!(q[89].class, "c-outage");
+    }
+
+    #[test]
+    fn latency_points_scale_to_the_box() {
+        let now = 10 * DAY_MS;
+        let hour = now - now.rem_euclid(HOUR_MS);
+        let (points, max) = latency_points(&[r(hour, "ok", 2)], now);
+        assert_eq!(max, 100);
+        assert_eq!(points, "235,2.0");
+    }
+}
