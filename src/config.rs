@@ -781,7 +781,10 @@ impl Config {
             t.api_key = key;
         }
         if let Some(var) = &self.dashboard.auth_token_env {
-            let sources = SecretSources { env: Some(var.clone()), ..SecretSources::default() };
+            let sources = SecretSources {
+                env: Some(var.clone()),
+                ..SecretSources::default()
+            };
             self.dashboard.auth_token = self.read_secret(&sources, "dashboard.auth_token")?;
         }
         if let Some(email) = &self.alerts.email {

@@ -36,14 +36,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     mut reload: mpsc::Receiver<()>,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.storage.path)
-        .await
-        .with_context(|| format!("cannot start with the database {}", config.storage.path.display()))?;
+    let store = Store::open(&config.storage.path).await.with_context(|| {
+        format!(
+            "cannot start with the database {}",
+            config.storage.path.display()
+        )
+    })?;
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(config.dashboard.listen)
             .await
-            .with_context(|| format!("cannot listen on {} ([dashboard] listen)", config.dashboard.listen))?,
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} ([dashboard] listen)",
+                    config.dashboard.listen
+                )
+            })?,
     };
     let addr = listener.local_addr()?;
     let location = config.location();
@@ -57,7 +65,8 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let config = config_rx.borrow().clone();
-    let notifier = Notifier::new(&config, store.clone(), metrics.clone()).context("cannot set up the alert channels")?;
+    let notifier = Notifier::new(&config, store.clone(), metrics.clone())
+        .context("cannot set up the alert channels")?;
     let recorder = Recorder {
         store: store.clone(),
         location,
@@ -85,14 +94,19 @@ pub async fn run(
     tracker.spawn(notifier.run(config_rx.clone(), cancel.clone()));
     let web_cancel = cancel.clone();
     tracker.spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(web_cancel.cancelled_owned()).await;
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(web_cancel.cancelled_owned())
+            .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "dashboard server stopped");
         }
     });
     let mut probing = Probing::start(&config, tx.clone(), health.clone(), &cancel)?;
 
-    systemd::ready(&status_line(&config, store.open_incidents().await.map_or(0, |o| o.len())));
+    systemd::ready(&status_line(
+        &config,
+        store.open_incidents().await.map_or(0, |o| o.len()),
+    ));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -153,8 +167,14 @@ struct Probing {
 }
 
 impl Probing {
-    fn start(config: &Config, tx: mpsc::Sender<Observation>, health: Arc<Health>, parent: &CancellationToken) -> anyhow::Result<Probing> {
-        let prober = Arc::new(Prober::new(config.secrets()).context("cannot build the HTTP client")?);
+    fn start(
+        config: &Config,
+        tx: mpsc::Sender<Observation>,
+        health: Arc<Health>,
+        parent: &CancellationToken,
+    ) -> anyhow::Result<Probing> {
+        let prober =
+            Arc::new(Prober::new(config.secrets()).context("cannot build the HTTP client")?);
         let cancel = parent.child_token();
         let targets = Arc::new(config.targets.clone());
         let task = tokio::spawn(scheduler::run(targets, prober, tx, health, cancel.clone()));

@@ -19,7 +19,8 @@ impl Health {
     /// Reads the systemd watchdog setting of this process.
     pub fn new() -> Health {
         Health {
-            watchdog_ms: crate::systemd::watchdog_interval().map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            watchdog_ms: crate::systemd::watchdog_interval()
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             ..Health::default()
         }
     }
@@ -39,7 +40,11 @@ impl Health {
     /// How often the scheduler must beat at least.
     pub fn beat_every(&self) -> std::time::Duration {
         let max = std::time::Duration::from_secs(5);
-        self.watchdog_ms.map_or(max, |ms| max.min(std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0).max(100))))
+        self.watchdog_ms.map_or(max, |ms| {
+            max.min(std::time::Duration::from_millis(
+                u64::try_from(ms).unwrap_or(0).max(100),
+            ))
+        })
     }
 
     pub fn db_written(&self) {
@@ -57,9 +62,17 @@ impl Health {
             return Err("scheduler not started".into());
         }
         if now_ms - beat > STALE_AFTER_MS {
-            return Err(format!("scheduler stalled: no heartbeat for {} s", (now_ms - beat) / 1000));
+            return Err(format!(
+                "scheduler stalled: no heartbeat for {} s",
+                (now_ms - beat) / 1000
+            ));
         }
-        if let Some(e) = self.db_error.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(e) = self
+            .db_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             return Err(format!("database not writable: {e}"));
         }
         Ok(())
@@ -76,7 +89,11 @@ mod tests {
         assert!(h.check(1_000).is_err());
         h.beat(1_000);
         assert!(h.check(2_000).is_ok());
-        assert!(h.check(1_000 + STALE_AFTER_MS + 1).unwrap_err().contains("stalled"));
+        assert!(
+            h.check(1_000 + STALE_AFTER_MS + 1)
+                .unwrap_err()
+                .contains("stalled")
+        );
         h.db_failed("disk full".into());
         assert!(h.check(2_000).unwrap_err().contains("disk full"));
         h.db_written();

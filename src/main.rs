@@ -50,9 +50,14 @@ async fn dispatch(cli: Cli) -> i32 {
         (Command::Simulate { listen, scenario }, _) => {
             cli::simulate(*listen, scenario, shutdown).await.map(|()| 0)
         }
-        (Command::Run, Some(config)) => openai_watch::daemon::run(config, None, shutdown, reload.unwrap_or_else(|| tokio::sync::mpsc::channel(1).1))
-            .await
-            .map(|()| 0),
+        (Command::Run, Some(config)) => openai_watch::daemon::run(
+            config,
+            None,
+            shutdown,
+            reload.unwrap_or_else(|| tokio::sync::mpsc::channel(1).1),
+        )
+        .await
+        .map(|()| 0),
         (Command::Check { json }, Some(config)) => {
             openai_watch::check::run(&config, *json, &mut std::io::stdout().lock()).await
         }
@@ -143,7 +148,9 @@ fn reload_signal() -> tokio::sync::mpsc::Receiver<()> {
                 }
             });
         }
-        Err(e) => tracing::error!(error = %e, "cannot install the SIGHUP handler; reload by restarting"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGHUP handler; reload by restarting")
+        }
     }
     rx
 }

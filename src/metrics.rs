@@ -72,18 +72,52 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let probes = Family::<ProbeLabels, Counter>::default();
-        let duration = Family::<DurationLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let duration = Family::<DurationLabels, Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
         let up = Family::<TargetLabels, Gauge>::default();
         let incident_open = Family::<IncidentLabels, Gauge>::default();
         let ratelimit_remaining = Family::<RateLimitLabels, Gauge>::default();
         let alerts = Family::<AlertLabels, Counter>::default();
-        registry.register("openai_watch_probes", "Probes by target, probe kind, category and catalog id", probes.clone());
-        registry.register("openai_watch_probe_duration_seconds", "Probe latency", duration.clone());
-        registry.register("openai_watch_target_up", "1 when the target's latest probe was healthy", up.clone());
-        registry.register("openai_watch_incident_open", "1 while an incident of this category is open", incident_open.clone());
-        registry.register("openai_watch_ratelimit_remaining", "x-ratelimit-remaining-{requests,tokens} of the latest answer", ratelimit_remaining.clone());
-        registry.register("openai_watch_alerts", "Alert deliveries by channel and result (sent, retry, failed)", alerts.clone());
-        Metrics { registry, probes, duration, up, incident_open, ratelimit_remaining, alerts }
+        registry.register(
+            "openai_watch_probes",
+            "Probes by target, probe kind, category and catalog id",
+            probes.clone(),
+        );
+        registry.register(
+            "openai_watch_probe_duration_seconds",
+            "Probe latency",
+            duration.clone(),
+        );
+        registry.register(
+            "openai_watch_target_up",
+            "1 when the target's latest probe was healthy",
+            up.clone(),
+        );
+        registry.register(
+            "openai_watch_incident_open",
+            "1 while an incident of this category is open",
+            incident_open.clone(),
+        );
+        registry.register(
+            "openai_watch_ratelimit_remaining",
+            "x-ratelimit-remaining-{requests,tokens} of the latest answer",
+            ratelimit_remaining.clone(),
+        );
+        registry.register(
+            "openai_watch_alerts",
+            "Alert deliveries by channel and result (sent, retry, failed)",
+            alerts.clone(),
+        );
+        Metrics {
+            registry,
+            probes,
+            duration,
+            up,
+            incident_open,
+            ratelimit_remaining,
+            alerts,
+        }
     }
 
     /// Counts a probe.
@@ -98,26 +132,51 @@ impl Metrics {
             })
             .inc();
         self.duration
-            .get_or_create(&DurationLabels { target: target.clone(), probe: o.kind.as_str().into() })
+            .get_or_create(&DurationLabels {
+                target: target.clone(),
+                probe: o.kind.as_str().into(),
+            })
             .observe(o.latency_ms as f64 / 1000.0);
-        self.up.get_or_create(&TargetLabels { target: target.clone() }).set(i64::from(o.entry.is_ok()));
-        for (kind, value) in [("requests", o.rate_limits.remaining_requests), ("tokens", o.rate_limits.remaining_tokens)] {
+        self.up
+            .get_or_create(&TargetLabels {
+                target: target.clone(),
+            })
+            .set(i64::from(o.entry.is_ok()));
+        for (kind, value) in [
+            ("requests", o.rate_limits.remaining_requests),
+            ("tokens", o.rate_limits.remaining_tokens),
+        ] {
             if let Some(v) = value {
-                self.ratelimit_remaining.get_or_create(&RateLimitLabels { target: target.clone(), kind: kind.into() }).set(v);
+                self.ratelimit_remaining
+                    .get_or_create(&RateLimitLabels {
+                        target: target.clone(),
+                        kind: kind.into(),
+                    })
+                    .set(v);
             }
         }
     }
 
     /// Counts an alert delivery outcome: `sent`, `retry` or `failed`.
     pub fn alert(&self, channel: &str, result: &str) {
-        self.alerts.get_or_create(&AlertLabels { channel: channel.into(), result: result.into() }).inc();
+        self.alerts
+            .get_or_create(&AlertLabels {
+                channel: channel.into(),
+                result: result.into(),
+            })
+            .inc();
     }
 
     /// Sets the open-incident gauges to exactly the open incidents given.
     pub fn set_open_incidents(&self, open: &[IncidentRow]) {
         self.incident_open.clear();
         for i in open {
-            self.incident_open.get_or_create(&IncidentLabels { target: i.target.clone(), category: i.category.clone() }).set(1);
+            self.incident_open
+                .get_or_create(&IncidentLabels {
+                    target: i.target.clone(),
+                    category: i.category.clone(),
+                })
+                .set(1);
         }
     }
 

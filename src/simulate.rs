@@ -53,6 +53,8 @@ pub struct RequestLog {
 pub struct SimState {
     default: RwLock<String>,
     tags: RwLock<HashMap<String, String>>,
+    /// Per tag: a message that replaces the scenario's error message (e.g. hostile text).
+    messages: RwLock<HashMap<String, String>>,
     log: Mutex<Vec<RequestLog>>,
     counter: AtomicU64,
 }
@@ -63,6 +65,7 @@ impl SimState {
         Ok(Arc::new(SimState {
             default: RwLock::new(default.to_string()),
             tags: RwLock::new(HashMap::new()),
+            messages: RwLock::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
         }))
@@ -83,6 +86,22 @@ impl SimState {
             .unwrap_or_else(|e| e.into_inner())
             .insert(tag.to_string(), scenario.to_string());
         Ok(())
+    }
+
+    /// Makes the error answers of `/t/{tag}/v1/...` carry `message` instead of their own.
+    pub fn set_tag_message(&self, tag: &str, message: &str) {
+        self.messages
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tag.to_string(), message.to_string());
+    }
+
+    fn tag_message(&self, tag: &str) -> Option<String> {
+        self.messages
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tag)
+            .cloned()
     }
 
     /// The requests answered so far (the latest `LOG_CAPACITY`).
@@ -221,6 +240,7 @@ async fn api(
     body: Bytes,
 ) -> Response {
     let path = uri.path();
+    let mut tag = None;
     let (scenario, rest) = if let Some(rest) = path.strip_prefix("/s/") {
         match rest.split_once('/') {
             Some((name, rest)) => (name.to_string(), rest),
@@ -228,7 +248,10 @@ async fn api(
         }
     } else if let Some(rest) = path.strip_prefix("/t/") {
         match rest.split_once('/') {
-            Some((tag, rest)) => (state.tag_scenario(tag), rest),
+            Some((t, rest)) => {
+                tag = Some(t);
+                (state.tag_scenario(t), rest)
+            }
             None => return not_found(),
         }
     } else {
@@ -277,6 +300,9 @@ async fn api(
         ),
         (scenario, Some(key)) => answer(scenario, endpoint, key, &model),
     };
+    if let Some(message) = tag.and_then(|t| state.tag_message(t)) {
+        response = replace_error_message(response, &message).await;
+    }
     let h = response.headers_mut();
     let hv = |s: &str| {
         s.parse()
@@ -301,6 +327,24 @@ async fn api(
     h.insert("x-ratelimit-reset-requests", hv("120ms"));
     h.insert("x-ratelimit-reset-tokens", hv("6m0s"));
     response
+}
+
+/// Puts `message` into the `error.message` of a JSON error answer; other answers pass through.
+async fn replace_error_message(response: Response, message: &str) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.is_success() || !is_json {
+        return response;
+    }
+    let Ok(bytes) = axum::body::to_bytes(response.into_body(), 1 << 20).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    body["error"]["message"] = serde_json::Value::String(message.to_string());
+    (status, axum::Json(body)).into_response()
 }
 
 fn not_found() -> Response {

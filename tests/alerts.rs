@@ -17,7 +17,7 @@ fn email_config(port: u16, tls: &str, ca: Option<&std::path::Path>, group_wait: 
     });
     format!(
         "[detection]\nfailure_threshold = 3\nsuccess_threshold = 2\n\n\
-         [dashboard]\npublic_url = \"http://status.example.com\"\n\n\
+         [dashboard]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://status.example.com\"\n\n\
          [alerts]\ngroup_wait = \"{group_wait}\"\nreminder_interval = \"4h\"\n\n\
          [alerts.email]\nsmtp_host = \"localhost\"\nsmtp_port = {port}\ntls = \"{tls}\"\n{ca}\
          from = \"openai-watch <watch@example.com>\"\nto = [\"oncall@example.com\"]\n\n"

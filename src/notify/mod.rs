@@ -315,7 +315,8 @@ impl Notifier {
                     self.store
                         .mark_attempt_failed(&ids, (!give_up).then_some(next), &error)
                         .await?;
-                    self.metrics.alert(&channel_name, if give_up { "failed" } else { "retry" });
+                    self.metrics
+                        .alert(&channel_name, if give_up { "failed" } else { "retry" });
                     if give_up {
                         tracing::error!(channel = %channel_name, event = %kind, %category, attempts, error = %error, "alert delivery failed for good");
                     } else {
@@ -331,7 +332,9 @@ impl Notifier {
     fn reconfigure(&mut self, config: &Config) {
         match channels(config) {
             Ok(c) => self.channels = c,
-            Err(e) => tracing::error!(error = %e, "alert channels of the reloaded config are invalid; keeping the old ones"),
+            Err(e) => {
+                tracing::error!(error = %e, "alert channels of the reloaded config are invalid; keeping the old ones")
+            }
         }
         self.renderer = Renderer::new(config);
         self.reminder_ms = millis(config.alerts.reminder_interval.0);
@@ -341,7 +344,11 @@ impl Notifier {
 
     /// Runs until cancelled: a pass whenever woken, and at least every second. A send in
     /// progress at cancellation is allowed to finish, so that its outcome is recorded.
-    pub async fn run(mut self, mut config: tokio::sync::watch::Receiver<Arc<Config>>, cancel: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut config: tokio::sync::watch::Receiver<Arc<Config>>,
+        cancel: CancellationToken,
+    ) {
         loop {
             if config.has_changed().unwrap_or(false) {
                 let c = config.borrow_and_update().clone();
@@ -352,7 +359,8 @@ impl Notifier {
             }
             let next = self.store.next_delivery_at().await.ok().flatten();
             let wait = next.map_or(Duration::from_secs(1), |at| {
-                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(Duration::from_secs(1))
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+                    .min(Duration::from_secs(1))
             });
             tokio::select! {
                 () = cancel.cancelled() => break,

@@ -207,7 +207,10 @@ pub struct DeliveryRow {
 
 impl Store {
     /// The alerts about one incident, oldest first.
-    pub async fn deliveries_for_incident(&self, incident_id: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+    pub async fn deliveries_for_incident(
+        &self,
+        incident_id: i64,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
         Ok(sqlx::query_as::<_, DeliveryRow>(
             "select e.kind, d.channel, d.state, d.attempts, e.created_at_ms, d.sent_at_ms, d.last_error \
              from alert_deliveries d join alert_events e on e.id = d.event_id where e.incident_id = ? order by d.id",

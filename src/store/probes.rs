@@ -135,7 +135,12 @@ impl Store {
     }
 
     /// A target's probes from `since_ms` on, newest first, at most `limit`.
-    pub async fn probes_since(&self, target: &str, since_ms: i64, limit: i64) -> Result<Vec<ProbeRow>, StoreError> {
+    pub async fn probes_since(
+        &self,
+        target: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ProbeRow>, StoreError> {
         Ok(sqlx::query_as::<_, ProbeRow>(
             "select id, at_ms, location, target, probe, latency_ms, http_status, transport_error, \
              category, error_id, message, request_id, ratelimit_remaining_requests, \
@@ -150,7 +155,13 @@ impl Store {
     }
 
     /// A target's probes between two times, oldest first, at most `limit`.
-    pub async fn probes_between(&self, target: &str, from_ms: i64, to_ms: i64, limit: i64) -> Result<Vec<ProbeRow>, StoreError> {
+    pub async fn probes_between(
+        &self,
+        target: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ProbeRow>, StoreError> {
         Ok(sqlx::query_as::<_, ProbeRow>(
             "select id, at_ms, location, target, probe, latency_ms, http_status, transport_error, \
              category, error_id, message, request_id, ratelimit_remaining_requests, \

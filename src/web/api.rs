@@ -22,7 +22,11 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> Result<Json<crate::status::Status>, Error> {
-    Ok(Json(crate::status::read(&state.config(), &state.store).await.map_err(Error::Internal)?))
+    Ok(Json(
+        crate::status::read(&state.config(), &state.store)
+            .await
+            .map_err(Error::Internal)?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,7 +82,9 @@ async fn incidents(
     let Query(q) = query.map_err(bad_query)?;
     let wanted = q.state.as_deref().unwrap_or("all");
     if !matches!(wanted, "open" | "resolved" | "all") {
-        return Err(Error::BadRequest(format!("state must be open, resolved or all, not {wanted:?}")));
+        return Err(Error::BadRequest(format!(
+            "state must be open, resolved or all, not {wanted:?}"
+        )));
     }
     if let Some(t) = &q.target {
         known_target(&state, t)?;
@@ -98,10 +104,18 @@ async fn incidents(
 }
 
 fn known_target(state: &AppState, name: &str) -> Result<(), Error> {
-    if state.config().targets.iter().any(|t| t.name().as_str() == name) {
+    if state
+        .config()
+        .targets
+        .iter()
+        .any(|t| t.name().as_str() == name)
+    {
         Ok(())
     } else {
-        Err(Error::NotFound(format!("no target named {:?}", name.chars().take(64).collect::<String>())))
+        Err(Error::NotFound(format!(
+            "no target named {:?}",
+            name.chars().take(64).collect::<String>()
+        )))
     }
 }
 
@@ -142,11 +156,18 @@ async fn probes(
         None => 0,
         Some(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
             .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
-            .map_err(|_| Error::BadRequest(format!("since must be an RFC 3339 time such as 2026-11-25T00:00:00Z, not {:?}", s.chars().take(64).collect::<String>())))?,
+            .map_err(|_| {
+                Error::BadRequest(format!(
+                    "since must be an RFC 3339 time such as 2026-11-25T00:00:00Z, not {:?}",
+                    s.chars().take(64).collect::<String>()
+                ))
+            })?,
     };
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Error::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
+        return Err(Error::BadRequest(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
     }
     let rows = state.store.probes_since(&name, since_ms, limit).await?;
     Ok(Json(

@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use secrecy::ExposeSecret;
-use tokio::sync::watch;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -64,11 +64,16 @@ impl IntoResponse for Error {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let mut response = (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response();
+        let mut response = (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"openai-watch\", charset=\"UTF-8\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"openai-watch\", charset=\"UTF-8\""),
+            );
         }
         response
     }
@@ -92,16 +97,23 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     match state.health.check(crate::notify::now_ms()) {
         Ok(()) => Json(serde_json::json!({ "status": "ok" })).into_response(),
-        Err(reason) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "unhealthy", "error": reason }))).into_response()
-        }
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "unhealthy", "error": reason })),
+        )
+            .into_response(),
     }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
-    state.metrics.set_open_incidents(&state.store.open_incidents().await?);
+    state
+        .metrics
+        .set_open_incidents(&state.store.open_incidents().await?);
     Ok((
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
         .into_response())
@@ -113,13 +125,21 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Accepts `Authorization: Bearer TOKEN` or HTTP basic auth with TOKEN as the password.
-async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let config = state.config();
     let Some(token) = &config.dashboard.auth_token else {
         return next.run(request).await;
     };
     let expected = token.expose_secret().as_bytes();
-    let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let ok = if let Some(bearer) = given.strip_prefix("Bearer ") {
         same_secret(bearer.trim().as_bytes(), expected)
     } else if let Some(basic) = given.strip_prefix("Basic ") {
@@ -127,12 +147,20 @@ async fn require_token(State(state): State<Arc<AppState>>, request: Request, nex
         base64::engine::general_purpose::STANDARD
             .decode(basic.trim())
             .ok()
-            .and_then(|raw| raw.iter().position(|b| *b == b':').map(|i| raw[i + 1..].to_vec()))
+            .and_then(|raw| {
+                raw.iter()
+                    .position(|b| *b == b':')
+                    .map(|i| raw[i + 1..].to_vec())
+            })
             .is_some_and(|password| same_secret(&password, expected))
     } else {
         false
     };
-    if ok { next.run(request).await } else { Error::Unauthorized.into_response() }
+    if ok {
+        next.run(request).await
+    } else {
+        Error::Unauthorized.into_response()
+    }
 }
 
 /// The security headers of SPEC §9 on every answer.
@@ -145,8 +173,14 @@ async fn security_headers(request: Request, next: Next) -> Response {
             "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response

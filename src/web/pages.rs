@@ -7,12 +7,12 @@ use crate::catalog;
 use crate::store::{DeliveryCounts, HOUR_MS};
 use crate::timefmt::rfc3339;
 use askama::Template;
+use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use std::sync::Arc;
 
 /// How often the status page reloads itself.
@@ -39,7 +39,7 @@ struct TargetCard {
     latency_ms: String,
     day: Vec<Segment>,
     quarter: Vec<Segment>,
-    latency_points: String,
+    latency: Vec<view::LatencyBar>,
     latency_max: i64,
 }
 
@@ -64,12 +64,22 @@ fn render(page: &impl Template) -> Result<Response, Error> {
 async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
     let now = crate::notify::now_ms();
     let config = state.config();
-    let status = crate::status::read(&config, &state.store).await.map_err(Error::Internal)?;
+    let status = crate::status::read(&config, &state.store)
+        .await
+        .map_err(Error::Internal)?;
     let mut targets = Vec::new();
     for (t, s) in config.targets.iter().zip(&status.targets) {
-        let latest = state.store.recent_probes(&s.name, 1).await?.into_iter().next();
-        let quarter_rollups = state.store.rollups(&s.name, now - 90 * 24 * HOUR_MS).await?;
-        let (latency_points, latency_max) = view::latency_points(&quarter_rollups, now);
+        let latest = state
+            .store
+            .recent_probes(&s.name, 1)
+            .await?
+            .into_iter()
+            .next();
+        let quarter_rollups = state
+            .store
+            .rollups(&s.name, now - 90 * 24 * HOUR_MS)
+            .await?;
+        let (latency, latency_max) = view::latency_bars(&quarter_rollups, now);
         targets.push(TargetCard {
             name: s.name.clone(),
             base_url: t.base_url.to_string(),
@@ -78,17 +88,31 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
             error_id: s.error_id.clone().unwrap_or_default(),
             since: s.since.clone().unwrap_or_default(),
             last_probe_at: s.last_probe_at.clone().unwrap_or_else(|| "never".into()),
-            message: latest.as_ref().and_then(|p| p.message.clone()).unwrap_or_default(),
-            latency_ms: latest.as_ref().map_or_else(String::new, |p| format!("{} ms", p.latency_ms)),
+            message: latest
+                .as_ref()
+                .and_then(|p| p.message.clone())
+                .unwrap_or_default(),
+            latency_ms: latest
+                .as_ref()
+                .map_or_else(String::new, |p| format!("{} ms", p.latency_ms)),
             day: view::day_bar(&quarter_rollups, now),
             quarter: view::quarter_bar(&quarter_rollups, now),
-            latency_points,
+            latency,
             latency_max,
         });
     }
     let incidents = state.store.all_incidents().await?;
-    let open = incidents.iter().filter(|i| i.resolved_at_ms.is_none()).map(IncidentCard::from).collect();
-    let recent = incidents.iter().filter(|i| i.resolved_at_ms.is_some()).take(10).map(IncidentCard::from).collect();
+    let open = incidents
+        .iter()
+        .filter(|i| i.resolved_at_ms.is_none())
+        .map(IncidentCard::from)
+        .collect();
+    let recent = incidents
+        .iter()
+        .filter(|i| i.resolved_at_ms.is_some())
+        .take(10)
+        .map(IncidentCard::from)
+        .collect();
     render(&IndexPage {
         overall: status.overall.to_string(),
         generated_at: rfc3339(now),
@@ -133,8 +157,12 @@ struct IncidentPage {
     truncated: bool,
 }
 
-async fn incident(State(state): State<Arc<AppState>>, id: Result<Path<i64>, PathRejection>) -> Result<Response, Error> {
-    let Path(id) = id.map_err(|_| Error::BadRequest("an incident id is a positive number".into()))?;
+async fn incident(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Response, Error> {
+    let Path(id) =
+        id.map_err(|_| Error::BadRequest("an incident id is a positive number".into()))?;
     let row = state
         .store
         .incidents_by_id(&[id])
@@ -143,7 +171,10 @@ async fn incident(State(state): State<Arc<AppState>>, id: Result<Path<i64>, Path
         .next()
         .ok_or_else(|| Error::NotFound(format!("no incident {id}")))?;
     let until = row.resolved_at_ms.unwrap_or_else(crate::notify::now_ms);
-    let probes = state.store.probes_between(&row.target, row.opened_at_ms, until, TIMELINE_LIMIT + 1).await?;
+    let probes = state
+        .store
+        .probes_between(&row.target, row.opened_at_ms, until, TIMELINE_LIMIT + 1)
+        .await?;
     let truncated = probes.len() as i64 > TIMELINE_LIMIT;
     let timeline = probes
         .into_iter()
@@ -153,7 +184,9 @@ async fn incident(State(state): State<Arc<AppState>>, id: Result<Path<i64>, Path
             probe: p.probe,
             category: p.category,
             error_id: p.error_id,
-            status: p.http_status.map_or_else(|| p.transport_error.unwrap_or_default(), |s| s.to_string()),
+            status: p
+                .http_status
+                .map_or_else(|| p.transport_error.unwrap_or_default(), |s| s.to_string()),
             latency_ms: p.latency_ms,
             message: p.message.unwrap_or_default(),
             request_id: p.request_id.unwrap_or_default(),
@@ -175,7 +208,11 @@ async fn incident(State(state): State<Arc<AppState>>, id: Result<Path<i64>, Path
         })
         .collect();
     render(&IncidentPage {
-        state: if row.resolved_at_ms.is_some() { "resolved".into() } else { "open".into() },
+        state: if row.resolved_at_ms.is_some() {
+            "resolved".into()
+        } else {
+            "open".into()
+        },
         incident: IncidentCard::from(&row),
         docs_url: catalog::DOCS_URL,
         timeline,
@@ -185,5 +222,9 @@ async fn incident(State(state): State<Arc<AppState>>, id: Result<Path<i64>, Path
 }
 
 async fn css() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../templates/style.css")).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../templates/style.css"),
+    )
+        .into_response()
 }

@@ -51,13 +51,20 @@ pub fn bar(rollups: &[RollupRow], now_ms: i64, slot_ms: i64, slots: usize) -> Ve
         .enumerate()
         .map(|(i, mut cats)| {
             let start = first_start + i as i64 * slot_ms;
-            let when = if slot_ms >= DAY_MS { rfc3339(start)[..10].to_string() } else { format!("{} UTC", &rfc3339(start)[..16].replace('T', " ")) };
+            let when = if slot_ms >= DAY_MS {
+                rfc3339(start)[..10].to_string()
+            } else {
+                format!("{} UTC", &rfc3339(start)[..16].replace('T', " "))
+            };
             cats.sort_by(|a, b| rank(&b.0).cmp(&rank(&a.0)).then(b.1.cmp(&a.1)));
             let (class, title) = match cats.first() {
                 None => ("c-none".to_string(), format!("{when}: no probes")),
                 Some((worst, _)) => {
                     let parts: Vec<String> = cats.iter().map(|(c, n)| format!("{n} {c}")).collect();
-                    (format!("c-{worst}"), format!("{when}: {}", parts.join(", ")))
+                    (
+                        format!("c-{worst}"),
+                        format!("{when}: {}", parts.join(", ")),
+                    )
                 }
             };
             Segment { x: i, class, title }
@@ -75,9 +82,17 @@ pub fn quarter_bar(rollups: &[RollupRow], now_ms: i64) -> Vec<Segment> {
     bar(rollups, now_ms, DAY_MS, 90)
 }
 
-/// Mean latency per hour over the last 24 hours as SVG polyline points in a 240×40 box,
-/// and the highest mean (ms) for the axis label.
-pub fn latency_points(rollups: &[RollupRow], now_ms: i64) -> (String, i64) {
+/// One hour's mean latency as a bar of the latency chart (a 240×40 box).
+#[derive(Debug, Clone)]
+pub struct LatencyBar {
+    pub x: usize,
+    pub y: String,
+    pub height: String,
+    pub title: String,
+}
+
+/// Mean latency per hour over the last 24 hours, and the highest mean (ms) for the label.
+pub fn latency_bars(rollups: &[RollupRow], now_ms: i64) -> (Vec<LatencyBar>, i64) {
     let last = now_ms - now_ms.rem_euclid(HOUR_MS);
     let first = last - 23 * HOUR_MS;
     let mut sums = [(0i64, 0i64); 24];
@@ -88,14 +103,32 @@ pub fn latency_points(rollups: &[RollupRow], now_ms: i64) -> (String, i64) {
             s.1 += r.count;
         }
     }
-    let means: Vec<Option<i64>> = sums.iter().map(|(sum, n)| (*n > 0).then(|| sum / n)).collect();
-    let max = means.iter().flatten().copied().max().unwrap_or(0).max(1);
-    let points: Vec<String> = means
+    let max = sums
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| s / n)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let bars = sums
         .iter()
         .enumerate()
-        .filter_map(|(i, m)| m.map(|m| format!("{},{:.1}", i * 10 + 5, 38.0 - 36.0 * m as f64 / max as f64)))
+        .filter(|(_, (_, n))| *n > 0)
+        .map(|(i, (sum, n))| {
+            let mean = sum / n;
+            let height = (40.0 * mean as f64 / max as f64).max(1.0);
+            LatencyBar {
+                x: i * 10,
+                y: format!("{:.1}", 40.0 - height),
+                height: format!("{height:.1}"),
+                title: format!(
+                    "{} UTC: mean {mean} ms over {n} probes",
+                    &rfc3339(first + i as i64 * HOUR_MS)[..16].replace('T', " ")
+                ),
+            }
+        })
         .collect();
-    (points.join(" "), max)
+    (bars, max)
 }
 
 /// An incident as the pages show it.
@@ -127,7 +160,9 @@ impl From<&IncidentRow> for IncidentCard {
             category: r.category.clone(),
             error_id: r.last_error_id.clone(),
             title: entry.map_or_else(|| r.last_error_id.clone(), |e| e.title.to_string()),
-            http_status: r.http_status.map_or_else(|| "no answer".to_string(), |s| s.to_string()),
+            http_status: r
+                .http_status
+                .map_or_else(|| "no answer".to_string(), |s| s.to_string()),
             opened_at: rfc3339(r.opened_at_ms),
             last_seen_at: rfc3339(r.last_seen_at_ms),
             resolved_at: r.resolved_at_ms.map(rfc3339),
@@ -146,18 +181,33 @@ mod tests {
     use super::*;
 
     fn r(hour_ms: i64, category: &str, count: i64) -> RollupRow {
-        RollupRow { probe: "models".into(), category: category.into(), hour_ms, count, latency_sum_ms: count * 100, latency_max_ms: 100 }
+        RollupRow {
+            probe: "models".into(),
+            category: category.into(),
+            hour_ms,
+            count,
+            latency_sum_ms: count * 100,
+            latency_max_ms: 100,
+        }
     }
 
     #[test]
     fn a_segment_takes_the_colour_of_its_worst_category() {
         let now = 100 * DAY_MS + 5 * HOUR_MS + 1;
         let hour = now - now.rem_euclid(HOUR_MS);
-        let rows = [r(hour, "ok", 58), r(hour, "outage", 2), r(hour - HOUR_MS, "ok", 60)];
+        let rows = [
+            r(hour, "ok", 58),
+            r(hour, "outage", 2),
+            r(hour - HOUR_MS, "ok", 60),
+        ];
         let bar = day_bar(&rows, now);
         assert_eq!(bar.len(), 24);
         assert_eq!(bar[23].class, "c-outage");
-        assert!(bar[23].title.ends_with("2 outage, 58 ok"), "{}", bar[23].title);
+        assert!(
+            bar[23].title.ends_with("2 outage, 58 ok"),
+            "{}",
+            bar[23].title
+        );
         assert_eq!(bar[22].class, "c-ok");
         assert_eq!(bar[0].class, "c-none");
         let q = quarter_bar(&rows, now);
@@ -166,11 +216,23 @@ mod tests {
     }
 
     #[test]
-    fn latency_points_scale_to_the_box() {
+    fn latency_bars_scale_to_the_box() {
         let now = 10 * DAY_MS;
         let hour = now - now.rem_euclid(HOUR_MS);
-        let (points, max) = latency_points(&[r(hour, "ok", 2)], now);
-        assert_eq!(max, 100);
-        assert_eq!(points, "235,2.0");
+        let mut slow = r(hour - HOUR_MS, "ok", 1);
+        slow.latency_sum_ms = 400;
+        let (bars, max) = latency_bars(&[r(hour, "ok", 2), slow], now);
+        assert_eq!(max, 400);
+        assert_eq!(bars.len(), 2);
+        assert_eq!(
+            (bars[0].x, bars[0].height.as_str(), bars[0].y.as_str()),
+            (220, "40.0", "0.0")
+        );
+        assert_eq!((bars[1].x, bars[1].height.as_str()), (230, "10.0"));
+        assert!(
+            bars[1].title.ends_with("mean 100 ms over 2 probes"),
+            "{}",
+            bars[1].title
+        );
     }
 }

@@ -73,8 +73,14 @@ impl Workspace {
     }
     /// Writes a config: `[storage]` pointing into the workspace, then `rest`.
     pub fn write_config(&self, rest: &str) -> PathBuf {
+        // Every daemon of a test listens on a port of its own.
+        let dashboard = if rest.contains("[dashboard]") {
+            ""
+        } else {
+            "[dashboard]\nlisten = \"127.0.0.1:0\"\n\n"
+        };
         let text = format!(
-            "[agent]\nlocation = \"test-lab\"\n\n[storage]\npath = \"{}\"\n\n{rest}",
+            "[agent]\nlocation = \"test-lab\"\n\n[storage]\npath = \"{}\"\n\n{dashboard}{rest}",
             self.db().display()
         );
         std::fs::write(self.config_path(), text).unwrap();
@@ -197,6 +203,31 @@ impl Daemon {
             stderr,
             reader,
         }
+    }
+
+    /// The dashboard's base URL, read from the start-up log line.
+    pub async fn dashboard_url(&self) -> String {
+        let mut url = None;
+        wait_for("the dashboard to listen", || {
+            let log = self.stderr.lock().unwrap();
+            url = log
+                .lines()
+                .find_map(|l| l.split("dashboard listening on ").nth(1))
+                .map(|u| u.trim().to_string());
+            url.is_some()
+        })
+        .await;
+        url.unwrap()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) to the daemon.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
     }
 
     /// Sends SIGTERM and waits for the exit status.
