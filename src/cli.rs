@@ -61,6 +61,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Simulator, daemon and dashboard in one process on a temporary database, walking
+    /// through every category; prints the dashboard URL. With --config, its alert channels
+    /// get the alerts too.
+    Demo {
+        /// Dashboard address (a free port is used when this one is taken).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
     /// Serve an OpenAI-shaped fake API that answers with any catalog entry.
     Simulate {
         /// Address to listen on, e.g. 127.0.0.1:9090.

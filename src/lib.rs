@@ -8,6 +8,7 @@ pub mod check; // the `check` command: every probe once, Nagios exit codes
 pub mod cli; // command-line interface and exit codes
 pub mod config; // typed configuration, validation, secrets
 pub mod daemon; // the `run` command: wiring of tasks and shutdown
+pub mod demo; // the `demo` command: simulator + daemon + dashboard, scripted
 pub mod detect; // incident state machine (pure)
 pub mod health; // what /healthz reports
 pub mod metrics; // Prometheus metrics

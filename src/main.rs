@@ -38,6 +38,8 @@ async fn dispatch(cli: Cli) -> i32 {
     let needs_secrets = !matches!(cli.command, Command::Status { .. });
     let config = match &cli.command {
         Command::Simulate { .. } => None,
+        // The demo makes its own config; an explicitly given one lends its alert channels.
+        Command::Demo { .. } if cli.config.is_none() => None,
         _ => match cli::load_config(&cli, needs_secrets) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -50,6 +52,9 @@ async fn dispatch(cli: Cli) -> i32 {
         (Command::Simulate { listen, scenario }, _) => {
             cli::simulate(*listen, scenario, shutdown).await.map(|()| 0)
         }
+        (Command::Demo { listen }, config) => openai_watch::demo::run(*listen, config, shutdown)
+            .await
+            .map(|()| 0),
         (Command::Run, Some(config)) => openai_watch::daemon::run(
             config,
             None,

@@ -57,6 +57,8 @@ pub struct SimState {
     messages: RwLock<HashMap<String, String>>,
     log: Mutex<Vec<RequestLog>>,
     counter: AtomicU64,
+    /// Bodies POSTed to `/_sim/webhook` (the demo's alert channel), latest last.
+    webhooks: Mutex<Vec<serde_json::Value>>,
 }
 
 impl SimState {
@@ -68,6 +70,7 @@ impl SimState {
             messages: RwLock::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
+            webhooks: Mutex::new(Vec::new()),
         }))
     }
 
@@ -192,6 +195,10 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/_sim/scenario", put(put_default))
         .route("/_sim/tags/{tag}", put(put_tag))
         .route("/_sim/requests", get(get_requests))
+        .route(
+            "/_sim/webhook",
+            axum::routing::post(post_webhook).get(get_webhooks),
+        )
         .fallback(api)
         .with_state(state)
 }
@@ -220,6 +227,26 @@ async fn put_tag(
         )
             .into_response(),
     }
+}
+
+async fn post_webhook(State(state): State<Arc<SimState>>, body: Bytes) -> StatusCode {
+    let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    let mut hooks = state.webhooks.lock().unwrap_or_else(|e| e.into_inner());
+    if hooks.len() >= LOG_CAPACITY {
+        hooks.remove(0);
+    }
+    hooks.push(value);
+    StatusCode::NO_CONTENT
+}
+
+async fn get_webhooks(State(state): State<Arc<SimState>>) -> axum::Json<Vec<serde_json::Value>> {
+    axum::Json(
+        state
+            .webhooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    )
 }
 
 async fn get_requests(State(state): State<Arc<SimState>>) -> axum::Json<Vec<RequestLog>> {
