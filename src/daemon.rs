@@ -92,6 +92,7 @@ pub async fn run(
     let (tx, rx) = mpsc::channel(QUEUE);
     tracker.spawn(recorder.run(rx));
     tracker.spawn(notifier.run(config_rx.clone(), cancel.clone()));
+    tracker.spawn(maintain(store.clone(), config_rx.clone(), cancel.clone()));
     let web_cancel = cancel.clone();
     tracker.spawn(async move {
         let served = axum::serve(listener, app)
@@ -101,12 +102,12 @@ pub async fn run(
             tracing::error!(error = %e, "dashboard server stopped");
         }
     });
-    let mut probing = Probing::start(&config, tx.clone(), health.clone(), &cancel)?;
-
+    // Migrations ran and the listener is bound: ready, before the first watchdog ping.
     systemd::ready(&status_line(
         &config,
         store.open_incidents().await.map_or(0, |o| o.len()),
     ));
+    let mut probing = Probing::start(&config, tx.clone(), health.clone(), &cancel)?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -310,5 +311,70 @@ fn log_outcome(o: &Observation) {
             message = o.message.as_deref().unwrap_or(""),
             "probe failed"
         );
+    }
+}
+
+/// How often retention runs; the first pass comes shortly after start.
+const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+const FIRST_MAINTENANCE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often `PRAGMA optimize` runs.
+const OPTIMIZE_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+/// Pause between two delete batches, leaving the write lock to the recorder.
+const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Prunes raw probes and rollups past their retention, in small batches; now and then asks
+/// SQLite to refresh its statistics. Never VACUUMs: freed pages are reused.
+async fn maintain(store: Store, config: watch::Receiver<Arc<Config>>, cancel: CancellationToken) {
+    let mut next_optimize = tokio::time::Instant::now() + OPTIMIZE_EVERY;
+    let mut wait = FIRST_MAINTENANCE;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = MAINTENANCE_EVERY;
+        let storage = config.borrow().storage.clone();
+        let now = notify::now_ms();
+        let raw_cutoff = now
+            .saturating_sub(i64::try_from(storage.raw_retention.0.as_millis()).unwrap_or(i64::MAX));
+        let rollup_cutoff = now.saturating_sub(
+            i64::try_from(storage.rollup_retention.0.as_millis()).unwrap_or(i64::MAX),
+        );
+        let mut pruned = (0u64, 0u64);
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let probes = store.prune_probes_batch(raw_cutoff).await;
+            let rollups = store.prune_rollups_batch(rollup_cutoff).await;
+            match (probes, rollups) {
+                (Ok(p), Ok(r)) => {
+                    pruned.0 += p;
+                    pruned.1 += r;
+                    if p < crate::store::PRUNE_BATCH as u64 && r < crate::store::PRUNE_BATCH as u64
+                    {
+                        break;
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "retention pass failed; will retry");
+                    break;
+                }
+            }
+            tokio::time::sleep(BATCH_PAUSE).await;
+        }
+        if pruned != (0, 0) {
+            tracing::info!(
+                probes = pruned.0,
+                rollups = pruned.1,
+                "pruned rows past retention"
+            );
+        }
+        if tokio::time::Instant::now() >= next_optimize {
+            next_optimize = tokio::time::Instant::now() + OPTIMIZE_EVERY;
+            if let Err(e) = store.optimize().await {
+                tracing::warn!(error = %e, "pragma optimize failed");
+            }
+        }
     }
 }

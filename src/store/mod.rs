@@ -5,10 +5,12 @@
 mod incidents;
 mod outbox;
 mod probes;
+mod retention;
 
 pub use incidents::{IncidentRow, Recorded, Routing};
 pub use outbox::{DeliveryCounts, DeliveryRow, PendingDelivery};
 pub use probes::{HOUR_MS, ProbeRow, RollupRow};
+pub use retention::PRUNE_BATCH;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -73,6 +73,11 @@ impl Workspace {
     }
     /// Writes a config: `[storage]` pointing into the workspace, then `rest`.
     pub fn write_config(&self, rest: &str) -> PathBuf {
+        self.write_config_with_storage("", rest)
+    }
+
+    /// Like `write_config`, with more `[storage]` keys (e.g. retention).
+    pub fn write_config_with_storage(&self, storage: &str, rest: &str) -> PathBuf {
         // Every daemon of a test listens on a port of its own.
         let dashboard = if rest.contains("[dashboard]") {
             ""
@@ -80,7 +85,7 @@ impl Workspace {
             "[dashboard]\nlisten = \"127.0.0.1:0\"\n\n"
         };
         let text = format!(
-            "[agent]\nlocation = \"test-lab\"\n\n[storage]\npath = \"{}\"\n\n{dashboard}{rest}",
+            "[agent]\nlocation = \"test-lab\"\n\n[storage]\npath = \"{}\"\n{storage}\n{dashboard}{rest}",
             self.db().display()
         );
         std::fs::write(self.config_path(), text).unwrap();
