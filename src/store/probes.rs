@@ -176,3 +176,61 @@ impl Store {
         .await?)
     }
 }
+
+impl Store {
+    /// Adds hourly rollups of a target (imports and benchmark fixtures); counts add up with
+    /// rollups already there.
+    pub async fn add_rollups(&self, target: &str, rows: &[RollupRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms) \
+                 values (?, ?, ?, ?, ?, ?, ?) on conflict (target, hour_ms, probe, category) do update set \
+                 count = count + excluded.count, latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms, \
+                 latency_max_ms = max(latency_max_ms, excluded.latency_max_ms)",
+            )
+            .bind(target)
+            .bind(&r.probe)
+            .bind(&r.category)
+            .bind(r.hour_ms)
+            .bind(r.count)
+            .bind(r.latency_sum_ms)
+            .bind(r.latency_max_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts each observation in a transaction of its own: the naive design the benchmark
+    /// compares batching against. Not used by the daemon.
+    pub async fn insert_probes_one_by_one(
+        &self,
+        location: &str,
+        batch: &[Observation],
+    ) -> Result<(), StoreError> {
+        for o in batch {
+            self.insert_probes(location, std::slice::from_ref(o))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The 90-day bar computed from raw probes (the naive design the benchmark compares the
+    /// rollups against): probe count per day and category.
+    pub async fn daily_counts_from_raw(
+        &self,
+        target: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "select at_ms / 86400000 as day, category, count(*) from probes where target = ? and at_ms >= ? \
+             group by day, category order by day",
+        )
+        .bind(target)
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,733 @@
+//! The benchmark of SPEC §11: the real daemon (the release binary) against the simulator (a
+//! separate process) and a local SMTP server, measured from the outside.
+//!
+//! Run: `cargo bench --bench harness` (add `-- --quick` for a shorter run). Prints one table.
+
+use mailin_embedded::{Handler, Response, Server, SslConfig, response};
+use openai_watch::catalog::{self, Expect};
+use openai_watch::config::{ProbeKind, TargetName};
+use openai_watch::probe::{Observation, RateLimits};
+use openai_watch::store::{HOUR_MS, RollupRow, Store};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_openai-watch");
+const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// One line of the result table.
+struct Figure {
+    name: String,
+    value: String,
+    budget: &'static str,
+    ok: Option<bool>,
+}
+
+struct Report(Vec<Figure>);
+
+impl Report {
+    fn add(
+        &mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+        budget: &'static str,
+        ok: Option<bool>,
+    ) {
+        let f = Figure {
+            name: name.into(),
+            value: value.into(),
+            budget,
+            ok,
+        };
+        println!("  {:<58} {:>22}  {}", f.name, f.value, f.budget);
+        self.0.push(f);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    fn terminate(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// `taskset -c CPU` when available, so that the daemon and the simulator do not share a core.
+fn pinned(cpu: &str) -> Command {
+    if Path::new("/usr/bin/taskset").exists() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", cpu, BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    }
+}
+
+fn start_simulator() -> (Proc, String) {
+    let port = free_port();
+    let child = pinned("1")
+        .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("127.0.0.1:{port}");
+    wait(
+        || std::net::TcpStream::connect(&base).is_ok(),
+        Duration::from_secs(10),
+    );
+    (Proc(child), base)
+}
+
+fn wait(mut cond: impl FnMut() -> bool, limit: Duration) -> bool {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+/// (resident KiB, peak resident KiB) of a process.
+fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+struct Daemon {
+    proc: Proc,
+    dashboard: String,
+    db: PathBuf,
+    /// Spawn to READY=1.
+    ready_after: Duration,
+}
+
+/// Starts the daemon pinned to core 0 and waits for READY=1 on a notify socket.
+fn start_daemon(dir: &Path, config: &str) -> Daemon {
+    let port = free_port();
+    let db = dir.join("watch.db");
+    let config_path = dir.join("bench.toml");
+    let text = format!(
+        "[agent]\nlocation = \"bench\"\n\n[storage]\npath = \"{}\"\n\n[dashboard]\nlisten = \"127.0.0.1:{port}\"\n\n{config}",
+        db.display()
+    );
+    std::fs::write(&config_path, text).unwrap();
+    let socket_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let started = Instant::now();
+    let child = pinned("0")
+        .args(["--config", config_path.to_str().unwrap(), "run"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("K", "sk-bench-0000000000000000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        let n = socket.recv(&mut buf).expect("READY=1 within 60 s");
+        if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+            break;
+        }
+    }
+    Daemon {
+        proc: Proc(child),
+        dashboard: format!("http://127.0.0.1:{port}"),
+        db,
+        ready_after: started.elapsed(),
+    }
+}
+
+fn targets_toml(sim: &str, n: usize, interval: &str, path: impl Fn(usize) -> String) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        s.push_str(&format!(
+            "[[targets]]\nname = \"t{i}\"\nbase_url = \"http://{sim}{}\"\napi_key_env = \"K\"\ntimeout = \"10s\"\n[[targets.probes]]\nkind = \"models\"\ninterval = \"{interval}\"\n",
+            path(i)
+        ));
+    }
+    s
+}
+
+async fn probe_count(db: &Path) -> i64 {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let (n,): (i64,) = sqlx::query_as("select count(*) from probes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Memory at 10, 100 and 1 000 targets, each probed every 60 s (the default interval).
+async fn memory_figures(report: &mut Report, sim: &str, settle: Duration) {
+    for (n, budget) in [(10, "<= 12 MiB"), (100, "<= 15 MiB"), (1000, "(no budget)")] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = start_daemon(
+            dir.path(),
+            &targets_toml(sim, n, "60s", |_| "/s/ok/v1".into()),
+        );
+        // The first round of probes is spread over the first minute; measure after it.
+        std::thread::sleep(settle);
+        let (rss, hwm) = memory(d.proc.pid());
+        let limit = match n {
+            10 => Some(rss <= 12 * 1024),
+            100 => Some(rss <= 15 * 1024),
+            _ => None,
+        };
+        report.add(
+            format!("resident memory, {n} targets, steady"),
+            mib(rss),
+            budget,
+            limit,
+        );
+        report.add(
+            format!("resident memory, {n} targets, peak"),
+            mib(hwm),
+            "",
+            None,
+        );
+        d.proc.terminate();
+    }
+}
+
+/// CPU per 1 000 probes, and the sustained rate with 1 000 targets on one core.
+async fn throughput_figures(report: &mut Report, sim: &str, window: Duration) {
+    // 100 targets every second: 100 probes/s with storage and detection (10 % of them failing).
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_daemon(
+        dir.path(),
+        &targets_toml(sim, 100, "1s", |i| {
+            if i % 10 == 0 {
+                "/s/server_error/v1".into()
+            } else {
+                "/s/ok/v1".into()
+            }
+        }),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (p0, c0) = (probe_count(&d.db).await, cpu_seconds(d.proc.pid()));
+    std::thread::sleep(window);
+    let (p1, c1) = (probe_count(&d.db).await, cpu_seconds(d.proc.pid()));
+    let per_1000 = (c1 - c0) / ((p1 - p0).max(1) as f64) * 1000.0;
+    report.add(
+        "CPU per 1 000 probes (100 targets at 1/s, 10 % failing)",
+        format!("{per_1000:.3} CPU-s"),
+        "<= 0.3 CPU-s",
+        Some(per_1000 <= 0.3),
+    );
+    d.proc.terminate();
+
+    // 1 000 targets every second, daemon pinned to one core: how many probes/s it sustains.
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_daemon(
+        dir.path(),
+        &targets_toml(sim, 1000, "1s", |_| "/s/ok/v1".into()),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (p0, t0) = (probe_count(&d.db).await, Instant::now());
+    std::thread::sleep(window);
+    let (p1, t1) = (probe_count(&d.db).await, Instant::now());
+    let rate = (p1 - p0) as f64 / (t1 - t0).as_secs_f64();
+    report.add(
+        "sustained probe rate, 1 000 targets at 1/s, one core",
+        format!("{rate:.0} probes/s"),
+        ">= 500 probes/s",
+        Some(rate >= 500.0),
+    );
+    let (rss, _) = memory(d.proc.pid());
+    report.add(
+        "resident memory, 1 000 targets at 1/s",
+        mib(rss),
+        "(no budget)",
+        None,
+    );
+    d.proc.terminate();
+}
+
+fn observation(target: &str, at_ms: i64, id: &'static str) -> Observation {
+    let entry = catalog::entry(id).unwrap();
+    Observation {
+        at_ms,
+        target: TargetName::parse(target).unwrap(),
+        kind: ProbeKind::Models,
+        latency_ms: 180 + at_ms % 97,
+        http_status: Some(if entry.is_ok() { 200 } else { 500 }),
+        transport_error: None,
+        entry,
+        message: (!entry.is_ok()).then(|| {
+            "The server had an error while processing your request. Sorry about that!".to_string()
+        }),
+        request_id: Some(format!("req_{at_ms:x}")),
+        rate_limits: RateLimits {
+            limit_requests: Some(500),
+            remaining_requests: Some(499),
+            reset_requests: Some("120ms".into()),
+            ..Default::default()
+        },
+        retry_after: None,
+    }
+}
+
+/// A year of 1-minute history for `targets` targets as default retention leaves it: raw rows
+/// for the last 14 days, hourly rollups for the whole year. Written through the store.
+async fn year_of_history(path: &Path, targets: usize, now: i64) -> Duration {
+    let started = Instant::now();
+    let store = Store::open(path).await.unwrap();
+    let raw_from = now - 14 * DAY_MS;
+    let year_from = now - 365 * DAY_MS;
+    for t in 0..targets {
+        let name = format!("t{t}");
+        let mut batch = Vec::with_capacity(10_000);
+        let mut at = raw_from;
+        while at < now {
+            // One minute in a hundred fails.
+            let id = if (at / MINUTE_MS) % 100 == 7 {
+                "server_error"
+            } else {
+                "ok"
+            };
+            batch.push(observation(&name, at, id));
+            if batch.len() == 10_000 {
+                store.insert_probes("bench", &batch).await.unwrap();
+                batch.clear();
+            }
+            at += MINUTE_MS;
+        }
+        store.insert_probes("bench", &batch).await.unwrap();
+        let rollups: Vec<RollupRow> = (0..)
+            .map(|h| year_from - year_from.rem_euclid(HOUR_MS) + h * HOUR_MS)
+            .take_while(|hour| *hour < raw_from - raw_from.rem_euclid(HOUR_MS))
+            .flat_map(|hour| {
+                [
+                    RollupRow {
+                        probe: "models".into(),
+                        category: "ok".into(),
+                        hour_ms: hour,
+                        count: 59,
+                        latency_sum_ms: 59 * 200,
+                        latency_max_ms: 400,
+                    },
+                    RollupRow {
+                        probe: "models".into(),
+                        category: "outage".into(),
+                        hour_ms: hour,
+                        count: 1,
+                        latency_sum_ms: 300,
+                        latency_max_ms: 300,
+                    },
+                ]
+            })
+            .collect();
+        store.add_rollups(&name, &rollups).await.unwrap();
+    }
+    store.close().await;
+    started.elapsed()
+}
+
+fn db_size(path: &Path) -> u64 {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|s| std::fs::metadata(format!("{}{s}", path.display())).map_or(0, |m| m.len()))
+        .sum()
+}
+
+async fn latencies(http: &reqwest::Client, url: &str, n: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = http.get(url).send().await.unwrap();
+        assert!(r.status().is_success(), "{url}: {}", r.status());
+        r.bytes().await.unwrap();
+        out.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    out.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out
+}
+
+/// Page latency, database size and start-to-READY on a year of history.
+async fn history_figures(report: &mut Report, sim: &str, requests: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("watch.db");
+    let now = openai_watch::notify::now_ms();
+    let took = year_of_history(&db, 20, now).await;
+    report.add(
+        "generating 20 targets x 1 year (14 d raw + rollups)",
+        format!("{:.1} s", took.as_secs_f64()),
+        "",
+        None,
+    );
+    let size = db_size(&db);
+    report.add(
+        "database size, 20 targets x 1 year, default retention",
+        format!("{:.1} MB", size as f64 / 1e6),
+        "<= 100 MB",
+        Some(size <= 100_000_000),
+    );
+
+    // READY time on that database (median of 5 starts).
+    let config = targets_toml(sim, 20, "60s", |_| "/s/ok/v1".into());
+    let mut ready = Vec::new();
+    for _ in 0..5 {
+        let d = start_daemon(dir.path(), &config);
+        ready.push(d.ready_after.as_secs_f64() * 1000.0);
+        d.proc.terminate();
+    }
+    ready.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    report.add(
+        "start to READY on that database (median of 5)",
+        format!("{:.0} ms", ready[2]),
+        "<= 300 ms",
+        Some(ready[2] <= 300.0),
+    );
+
+    let d = start_daemon(dir.path(), &config);
+    openai_watch::probe::install_crypto_provider();
+    let http = reqwest::Client::new();
+    for (path, label) in [("/", "/"), ("/api/v1/status", "/api/v1/status")] {
+        let url = format!("{}{path}", d.dashboard);
+        latencies(&http, &url, 20).await; // warm up
+        let l = latencies(&http, &url, requests).await;
+        let p95 = percentile(&l, 0.95);
+        report.add(
+            format!("{label} latency p50 / p95 / p99 ({requests} requests)"),
+            format!(
+                "{:.2} / {:.2} / {:.2} ms",
+                percentile(&l, 0.5),
+                p95,
+                percentile(&l, 0.99)
+            ),
+            "p95 <= 10 ms",
+            Some(p95 <= 10.0),
+        );
+    }
+    d.proc.terminate();
+}
+
+#[derive(Clone)]
+struct Inbox {
+    buf: Vec<u8>,
+    accepted: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Handler for Inbox {
+    fn data_start(&mut self, _: &str, _: &str, _: bool, _: &[String]) -> Response {
+        self.buf.clear();
+        response::OK
+    }
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.buf.extend_from_slice(buf);
+        Ok(())
+    }
+    fn data_end(&mut self) -> Response {
+        let subject = String::from_utf8_lossy(&self.buf)
+            .lines()
+            .find(|l| l.starts_with("Subject:"))
+            .unwrap_or("")
+            .to_string();
+        self.accepted
+            .lock()
+            .unwrap()
+            .push((Instant::now(), subject));
+        response::OK
+    }
+}
+
+/// Failing probe → email accepted by a local SMTP server, with group_wait = 0.
+async fn alert_latency(report: &mut Report, sim: &str, samples: usize) {
+    openai_watch::probe::install_crypto_provider();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let smtp_port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let mut server = Server::new(Inbox {
+        buf: Vec::new(),
+        accepted: accepted.clone(),
+    });
+    server
+        .with_name("localhost")
+        .with_ssl(SslConfig::None)
+        .unwrap()
+        .with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[alerts]\ngroup_wait = \"0s\"\n\n[alerts.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp_port}\ntls = \"none\"\nfrom = \"bench@example.com\"\nto = [\"oncall@example.com\"]\n\n{}",
+        targets_toml(sim, samples, "1s", |i| format!("/t/alert{i}/v1"))
+    );
+    let d = start_daemon(dir.path(), &config);
+    let http = reqwest::Client::new();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut latencies = Vec::new();
+    for i in 0..samples {
+        // Flip one target to a revoked key; the time the simulator answered the first failing
+        // probe is the start, the SMTP server's acceptance of the email the end.
+        let before = accepted.lock().unwrap().len();
+        http.put(format!("http://{sim}/_sim/tags/alert{i}"))
+            .body("invalid_api_key")
+            .send()
+            .await
+            .unwrap();
+        let flipped = openai_watch::notify::now_ms();
+        let got = wait(
+            || accepted.lock().unwrap().len() > before,
+            Duration::from_secs(30),
+        );
+        assert!(got, "no email for target {i}");
+        let email_at = openai_watch::notify::now_ms()
+            - accepted
+                .lock()
+                .unwrap()
+                .last()
+                .map_or(0, |(t, _)| t.elapsed().as_millis() as i64);
+        let log: serde_json::Value = serde_json::from_str(
+            &http
+                .get(format!("http://{sim}/_sim/requests"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let failing_at = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(&format!("/t/alert{i}/")))
+                    && r["scenario"] == "invalid_api_key"
+            })
+            .filter_map(|r| r["at_ms"].as_i64())
+            .filter(|t| *t >= flipped)
+            .min()
+            .unwrap_or(flipped);
+        latencies.push((email_at - failing_at) as f64);
+    }
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let p95 = percentile(&latencies, 0.95);
+    report.add(
+        format!("failing probe -> email accepted, p50 / p95 ({samples} alerts)"),
+        format!("{:.0} / {:.0} ms", percentile(&latencies, 0.5), p95),
+        "<= 250 ms",
+        Some(p95 <= 250.0),
+    );
+    d.proc.terminate();
+}
+
+/// The classifier on the reference bodies, in this process.
+fn classifier_throughput(report: &mut Report) {
+    let bodies: Vec<(u16, &[u8])> = vec![
+        (401, br#"{"error":{"message":"Incorrect API key provided: sk-abc12***wxyz.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#),
+        (429, br#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#),
+        (503, br#"{"error":{"message":"The engine is currently overloaded, please try again later","type":"server_error","param":null,"code":null}}"#),
+        (403, b"<html><head><title>Attention Required! | Cloudflare</title></head><body>blocked</body></html>"),
+        (200, br#"{"object":"list","data":[{"id":"gpt-4o-mini","object":"model"}]}"#),
+    ];
+    let n = 200_000;
+    let t = Instant::now();
+    let mut ok = 0;
+    for i in 0..n {
+        let (status, body) = bodies[i % bodies.len()];
+        if catalog::classify(status, std::hint::black_box(body), Expect::List)
+            .entry
+            .is_ok()
+        {
+            ok += 1;
+        }
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(ok, n / bodies.len());
+    report.add(
+        "classifier throughput (reference bodies)",
+        format!("{:.0} answers/s", rate),
+        "",
+        None,
+    );
+}
+
+/// Baselines: one transaction per probe vs batches; the 90-day bar from raw rows vs rollups.
+async fn baselines(report: &mut Report) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("b.db")).await.unwrap();
+    let now = openai_watch::notify::now_ms();
+    let batch: Vec<Observation> = (0..5000)
+        .map(|i| observation("t0", now - i * 1000, "ok"))
+        .collect();
+    let t = Instant::now();
+    store
+        .insert_probes_one_by_one("bench", &batch)
+        .await
+        .unwrap();
+    let naive = batch.len() as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for chunk in batch.chunks(512) {
+        store.insert_probes("bench", chunk).await.unwrap();
+    }
+    let batched = batch.len() as f64 / t.elapsed().as_secs_f64();
+    report.add(
+        "store: one transaction per probe (naive)",
+        format!("{naive:.0} probes/s"),
+        "",
+        None,
+    );
+    report.add(
+        "store: batches of 512 (the daemon's design)",
+        format!("{batched:.0} probes/s"),
+        "",
+        None,
+    );
+
+    // 90 days of 1-minute raw rows for one target, and their rollups.
+    let obs: Vec<Observation> = (0..90 * 1440)
+        .map(|i| {
+            observation(
+                "t1",
+                now - i * MINUTE_MS,
+                if i % 100 == 7 { "server_error" } else { "ok" },
+            )
+        })
+        .collect();
+    for chunk in obs.chunks(10_000) {
+        store.insert_probes("bench", chunk).await.unwrap();
+    }
+    let since = now - 90 * DAY_MS;
+    let t = Instant::now();
+    let raw_rows = store
+        .daily_counts_from_raw("t1", since)
+        .await
+        .unwrap()
+        .len();
+    let raw_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    let roll_rows = store.rollups("t1", since).await.unwrap().len();
+    let roll_ms = t.elapsed().as_secs_f64() * 1000.0;
+    report.add(
+        format!("90-day bar from raw rows (scan, {raw_rows} groups)"),
+        format!("{raw_ms:.1} ms"),
+        "",
+        None,
+    );
+    report.add(
+        format!("90-day bar from hourly rollups ({roll_rows} rows)"),
+        format!("{roll_ms:.1} ms"),
+        "",
+        None,
+    );
+    store.close().await;
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "openai-watch benchmark ({}; {} cores)",
+        if quick { "quick" } else { "full" },
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let mut report = Report(Vec::new());
+    let started = Instant::now();
+    runtime.block_on(async {
+        let (sim, base) = start_simulator();
+        classifier_throughput(&mut report);
+        baselines(&mut report).await;
+        memory_figures(
+            &mut report,
+            &base,
+            Duration::from_secs(if quick { 15 } else { 70 }),
+        )
+        .await;
+        throughput_figures(
+            &mut report,
+            &base,
+            Duration::from_secs(if quick { 5 } else { 20 }),
+        )
+        .await;
+        alert_latency(&mut report, &base, if quick { 5 } else { 20 }).await;
+        history_figures(&mut report, &base, if quick { 100 } else { 500 }).await;
+        sim.terminate();
+    });
+    let missed: Vec<&Figure> = report.0.iter().filter(|f| f.ok == Some(false)).collect();
+    println!(
+        "took {:.0} s; budgets missed: {}",
+        started.elapsed().as_secs_f64(),
+        if missed.is_empty() {
+            "none".to_string()
+        } else {
+            missed
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+    );
+}
