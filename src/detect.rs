@@ -13,7 +13,10 @@ use std::collections::{BTreeMap, VecDeque};
 pub struct TargetState {
     /// The current run of consecutive probes in one transient category, and its start.
     pub run: Option<Run>,
-    /// The target's probes within `[detection] window`: (time, category).
+    /// The target's probes within `[detection] window`: (time, category). Not stored with the
+    /// state: the probes table holds them, and the store rebuilds the window from it on load
+    /// (writing it with every batch would cost more than everything else together).
+    #[serde(skip)]
     pub window: VecDeque<(i64, Category)>,
     /// Open incidents by category.
     pub open: BTreeMap<Category, OpenIncident>,
@@ -383,11 +386,16 @@ mod tests {
     }
 
     #[test]
-    fn the_state_survives_a_round_trip_through_json() {
+    fn the_state_but_the_window_survives_a_round_trip_through_json() {
         let mut s = TargetState::default();
         run(&mut s, &[(Chat, Quota), (Models, Outage), (Models, Outage)]);
         let json = serde_json::to_string(&s).unwrap();
         let back: TargetState = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, s);
+        assert_eq!(back.run, s.run);
+        assert_eq!(back.open, s.open);
+        assert!(
+            back.window.is_empty(),
+            "the window is rebuilt from the probes table"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::catalog::{self, Category};
 use crate::config::Config;
-use crate::store::{IncidentRow, Store};
+use crate::store::{IncidentRow, ProbeRow, Store};
 use crate::timefmt::rfc3339;
 use serde::Serialize;
 use std::io::Write;
@@ -68,8 +68,17 @@ fn is_down(category: &str) -> bool {
 
 /// Reads the status of every configured target.
 pub async fn read(config: &Config, store: &Store) -> anyhow::Result<Status> {
+    Ok(read_with_latest(config, store).await?.0)
+}
+
+/// Like `read`, also giving each target's latest probe (in the order of the config).
+pub async fn read_with_latest(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<(Status, Vec<Option<ProbeRow>>)> {
     let open = store.open_incidents().await?;
     let mut targets = Vec::new();
+    let mut latests = Vec::new();
     for t in &config.targets {
         let name = t.name().to_string();
         let latest = store.recent_probes(&name, 1).await?.into_iter().next();
@@ -92,6 +101,7 @@ pub async fn read(config: &Config, store: &Store) -> anyhow::Result<Status> {
             last_probe_at: latest.as_ref().map(|p| rfc3339(p.at_ms)),
             open_incidents: mine.into_iter().map(IncidentSummary::from).collect(),
         });
+        latests.push(latest);
     }
     let overall = if targets.iter().any(|t| t.state == "down") {
         "down"
@@ -100,7 +110,7 @@ pub async fn read(config: &Config, store: &Store) -> anyhow::Result<Status> {
     } else {
         "ok"
     };
-    Ok(Status { overall, targets })
+    Ok((Status { overall, targets }, latests))
 }
 
 /// Runs `status`; the database must exist (this command never creates one).

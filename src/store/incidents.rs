@@ -136,8 +136,13 @@ impl Store {
         Ok(recorded)
     }
 
-    /// The detector states saved with the last recorded batch, by target.
-    pub async fn load_detector_states(&self) -> Result<HashMap<String, TargetState>, StoreError> {
+    /// The detector states saved with the last recorded batch, by target, with each window
+    /// rebuilt from the probes of the last `window_ms` before `now_ms`.
+    pub async fn load_detector_states(
+        &self,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<HashMap<String, TargetState>, StoreError> {
         let rows = sqlx::query("select target, state from detector_state")
             .fetch_all(&self.pool)
             .await?;
@@ -154,6 +159,20 @@ impl Store {
                 }
             }
         }
+        let recent = sqlx::query(
+            "select target, at_ms, category from probes where at_ms > ? order by at_ms, id",
+        )
+        .bind(now_ms.saturating_sub(window_ms))
+        .fetch_all(&self.pool)
+        .await?;
+        for row in recent {
+            let target: String = row.get(0);
+            let category = Category::parse(row.get::<&str, _>(2)).unwrap_or(Category::Unknown);
+            out.entry(target)
+                .or_default()
+                .window
+                .push_back((row.get(1), category));
+        }
         Ok(out)
     }
 
@@ -163,6 +182,20 @@ impl Store {
             "select {INCIDENT_COLUMNS} from incidents where resolved_at_ms is null order by opened_at_ms, id"
         );
         Ok(sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The latest resolved incidents, newest first.
+    pub async fn recent_resolved_incidents(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<IncidentRow>, StoreError> {
+        let sql = format!(
+            "select {INCIDENT_COLUMNS} from incidents where resolved_at_ms is not null order by resolved_at_ms desc, id desc limit ?"
+        );
+        Ok(sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
             .fetch_all(&self.pool)
             .await?)
     }

@@ -53,7 +53,7 @@ impl Store {
             .foreign_keys(true)
             // A small page cache per connection: the daemon's memory budget is tight and the
             // working set (recent probes, open incidents) is small.
-            .pragma("cache_size", "-2048")
+            .pragma("cache_size", "-1024")
             .statement_cache_capacity(64);
         let pool = SqlitePoolOptions::new()
             .max_connections(3)

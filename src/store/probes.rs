@@ -234,3 +234,58 @@ impl Store {
         .await?)
     }
 }
+
+impl Store {
+    /// A target's rollups summed per day (UTC) over [from_ms, until_ms): one row per day and
+    /// category, `hour_ms` holding the day's start and `probe` empty.
+    pub async fn daily_rollups(
+        &self,
+        target: &str,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<RollupRow>, StoreError> {
+        Ok(sqlx::query_as::<_, RollupRow>(
+            "select '' as probe, category, (hour_ms / 86400000) * 86400000 as hour_ms, sum(count) as count, \
+             sum(latency_sum_ms) as latency_sum_ms, max(latency_max_ms) as latency_max_ms \
+             from rollups where target = ? and hour_ms >= ? and hour_ms < ? group by 3, category order by 3",
+        )
+        .bind(target)
+        .bind(from_ms)
+        .bind(until_ms)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+impl Store {
+    /// Every target's rollups from `since_ms` on, as (target, rollup), oldest first.
+    pub async fn all_rollups_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(String, RollupRow)>, StoreError> {
+        let rows = sqlx::query(
+            "select target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms from rollups \
+             where hour_ms >= ? order by hour_ms",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        use sqlx::Row as _;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    RollupRow {
+                        probe: r.get(1),
+                        category: r.get(2),
+                        hour_ms: r.get(3),
+                        count: r.get(4),
+                        latency_sum_ms: r.get(5),
+                        latency_max_ms: r.get(6),
+                    },
+                )
+            })
+            .collect())
+    }
+}

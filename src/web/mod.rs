@@ -26,9 +26,28 @@ pub struct AppState {
     pub config: watch::Receiver<Arc<Config>>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// Per target: the start of the day it was computed on, and the daily rollups of the
+    /// 89 days before it. Past days do not change, so the 90-day bar is computed once a day.
+    pub past_days:
+        std::sync::Mutex<std::collections::HashMap<String, (i64, Vec<crate::store::RollupRow>)>>,
 }
 
 impl AppState {
+    pub fn new(
+        store: Store,
+        config: watch::Receiver<Arc<Config>>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> AppState {
+        AppState {
+            store,
+            config,
+            metrics,
+            health,
+            past_days: Default::default(),
+        }
+    }
+
     pub fn config(&self) -> Arc<Config> {
         self.config.borrow().clone()
     }

@@ -64,22 +64,21 @@ fn render(page: &impl Template) -> Result<Response, Error> {
 async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
     let now = crate::notify::now_ms();
     let config = state.config();
-    let status = crate::status::read(&config, &state.store)
+    let (status, latests) = crate::status::read_with_latest(&config, &state.store)
         .await
         .map_err(Error::Internal)?;
+    let today = now - now.rem_euclid(24 * HOUR_MS);
+    let mut recent_by_target: std::collections::HashMap<String, Vec<crate::store::RollupRow>> =
+        std::collections::HashMap::new();
+    for (target, row) in state.store.all_rollups_since(now - 24 * HOUR_MS).await? {
+        recent_by_target.entry(target).or_default().push(row);
+    }
     let mut targets = Vec::new();
-    for (t, s) in config.targets.iter().zip(&status.targets) {
-        let latest = state
-            .store
-            .recent_probes(&s.name, 1)
-            .await?
-            .into_iter()
-            .next();
-        let quarter_rollups = state
-            .store
-            .rollups(&s.name, now - 90 * 24 * HOUR_MS)
-            .await?;
-        let (latency, latency_max) = view::latency_bars(&quarter_rollups, now);
+    for ((t, s), latest) in config.targets.iter().zip(&status.targets).zip(latests) {
+        let recent = recent_by_target.remove(&s.name).unwrap_or_default();
+        let mut quarter = past_days(&state, &s.name, today).await?;
+        quarter.extend(recent.iter().filter(|r| r.hour_ms >= today).cloned());
+        let (latency, latency_max) = view::latency_bars(&recent, now);
         targets.push(TargetCard {
             name: s.name.clone(),
             base_url: t.base_url.to_string(),
@@ -95,22 +94,24 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
             latency_ms: latest
                 .as_ref()
                 .map_or_else(String::new, |p| format!("{} ms", p.latency_ms)),
-            day: view::day_bar(&quarter_rollups, now),
-            quarter: view::quarter_bar(&quarter_rollups, now),
+            day: view::day_bar(&recent, now),
+            quarter: view::quarter_bar(&quarter, now),
             latency,
             latency_max,
         });
     }
-    let incidents = state.store.all_incidents().await?;
-    let open = incidents
+    let open = state
+        .store
+        .open_incidents()
+        .await?
         .iter()
-        .filter(|i| i.resolved_at_ms.is_none())
         .map(IncidentCard::from)
         .collect();
-    let recent = incidents
+    let recent = state
+        .store
+        .recent_resolved_incidents(10)
+        .await?
         .iter()
-        .filter(|i| i.resolved_at_ms.is_some())
-        .take(10)
         .map(IncidentCard::from)
         .collect();
     render(&IndexPage {
@@ -123,6 +124,34 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
         deliveries: state.store.delivery_counts().await?,
         failures: state.store.failed_deliveries(10).await?,
     })
+}
+
+/// The daily rollups of the 89 days before `today` (a day's start), cached per day.
+async fn past_days(
+    state: &AppState,
+    target: &str,
+    today: i64,
+) -> Result<Vec<crate::store::RollupRow>, Error> {
+    if let Some((day, rows)) = state
+        .past_days
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(target)
+    {
+        if *day == today {
+            return Ok(rows.clone());
+        }
+    }
+    let rows = state
+        .store
+        .daily_rollups(target, today - 89 * 24 * HOUR_MS, today)
+        .await?;
+    state
+        .past_days
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(target.to_string(), (today, rows.clone()));
+    Ok(rows)
 }
 
 struct TimelineRow {
