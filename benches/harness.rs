@@ -418,6 +418,10 @@ async fn history_figures(report: &mut Report, sim: &str, requests: usize) {
         "",
         None,
     );
+    if let Some(keep) = std::env::var_os("OPENAI_WATCH_BENCH_KEEP_DB") {
+        // For profiling by hand: a copy of the year of history.
+        std::fs::copy(&db, keep).unwrap();
+    }
     let size = db_size(&db);
     report.add(
         "database size, 20 targets x 1 year, default retention",
@@ -447,6 +451,13 @@ async fn history_figures(report: &mut Report, sim: &str, requests: usize) {
     let http = reqwest::Client::new();
     for (path, label) in [("/", "/"), ("/api/v1/status", "/api/v1/status")] {
         let url = format!("{}{path}", d.dashboard);
+        let body = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+        report.add(
+            format!("{label} size"),
+            format!("{:.0} KiB", body.len() as f64 / 1024.0),
+            "",
+            None,
+        );
         latencies(&http, &url, 20).await; // warm up
         let l = latencies(&http, &url, requests).await;
         let p95 = percentile(&l, 0.95);
@@ -683,7 +694,15 @@ async fn baselines(report: &mut Report) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only NAME` runs one section: classifier, baselines, memory, throughput, alerts, history.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -698,36 +717,49 @@ fn main() {
     let started = Instant::now();
     runtime.block_on(async {
         let (sim, base) = start_simulator();
-        classifier_throughput(&mut report);
-        baselines(&mut report).await;
-        memory_figures(
-            &mut report,
-            &base,
-            Duration::from_secs(if quick { 15 } else { 70 }),
-        )
-        .await;
-        throughput_figures(
-            &mut report,
-            &base,
-            Duration::from_secs(if quick { 5 } else { 20 }),
-        )
-        .await;
-        alert_latency(&mut report, &base, if quick { 5 } else { 20 }).await;
-        history_figures(&mut report, &base, if quick { 100 } else { 500 }).await;
+        if run("classifier") {
+            classifier_throughput(&mut report);
+        }
+        if run("baselines") {
+            baselines(&mut report).await;
+        }
+        if run("memory") {
+            memory_figures(
+                &mut report,
+                &base,
+                Duration::from_secs(if quick { 15 } else { 70 }),
+            )
+            .await;
+        }
+        if run("throughput") {
+            throughput_figures(
+                &mut report,
+                &base,
+                Duration::from_secs(if quick { 5 } else { 20 }),
+            )
+            .await;
+        }
+        if run("alerts") {
+            alert_latency(&mut report, &base, if quick { 5 } else { 20 }).await;
+        }
+        if run("history") {
+            history_figures(&mut report, &base, if quick { 100 } else { 500 }).await;
+        }
         sim.terminate();
     });
-    let missed: Vec<&Figure> = report.0.iter().filter(|f| f.ok == Some(false)).collect();
+    let missed: Vec<&str> = report
+        .0
+        .iter()
+        .filter(|f| f.ok == Some(false))
+        .map(|f| f.name.as_str())
+        .collect();
     println!(
         "took {:.0} s; budgets missed: {}",
         started.elapsed().as_secs_f64(),
         if missed.is_empty() {
             "none".to_string()
         } else {
-            missed
-                .iter()
-                .map(|f| f.name.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
+            missed.join("; ")
         }
     );
 }

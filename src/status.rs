@@ -77,11 +77,18 @@ pub async fn read_with_latest(
     store: &Store,
 ) -> anyhow::Result<(Status, Vec<Option<ProbeRow>>)> {
     let open = store.open_incidents().await?;
+    let names: Vec<&str> = config.targets.iter().map(|t| t.name().as_str()).collect();
+    let mut latest_by_target: std::collections::HashMap<String, ProbeRow> = store
+        .latest_probes(&names)
+        .await?
+        .into_iter()
+        .map(|p| (p.target.clone(), p))
+        .collect();
     let mut targets = Vec::new();
     let mut latests = Vec::new();
     for t in &config.targets {
         let name = t.name().to_string();
-        let latest = store.recent_probes(&name, 1).await?.into_iter().next();
+        let latest = latest_by_target.remove(&name);
         let mine: Vec<&IncidentRow> = open.iter().filter(|i| i.target == name).collect();
         let state = if mine.iter().any(|i| is_down(&i.category)) {
             "down"

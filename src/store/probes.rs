@@ -5,6 +5,10 @@ use crate::probe::Observation;
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
+/// The columns of `ProbeRow`.
+const PROBE_COLUMNS: &str = "id, at_ms, location, target, probe, latency_ms, http_status, transport_error, \
+     category, error_id, message, request_id, ratelimit_remaining_requests, ratelimit_remaining_tokens";
+
 /// One hour in milliseconds: the rollup granularity.
 pub const HOUR_MS: i64 = 3_600_000;
 
@@ -98,10 +102,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ProbeRow>, StoreError> {
         Ok(sqlx::query_as::<_, ProbeRow>(
-            "select id, at_ms, location, target, probe, latency_ms, http_status, transport_error, \
-             category, error_id, message, request_id, ratelimit_remaining_requests, \
-             ratelimit_remaining_tokens \
-             from probes where target = ? order by at_ms desc, id desc limit ?",
+            sqlx::AssertSqlSafe(format!("select {PROBE_COLUMNS} from probes where target = ? order by at_ms desc, id desc limit ?")),
         )
         .bind(target)
         .bind(limit)
@@ -142,10 +143,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ProbeRow>, StoreError> {
         Ok(sqlx::query_as::<_, ProbeRow>(
-            "select id, at_ms, location, target, probe, latency_ms, http_status, transport_error, \
-             category, error_id, message, request_id, ratelimit_remaining_requests, \
-             ratelimit_remaining_tokens \
-             from probes where target = ? and at_ms >= ? order by at_ms desc, id desc limit ?",
+            sqlx::AssertSqlSafe(format!("select {PROBE_COLUMNS} from probes where target = ? and at_ms >= ? order by at_ms desc, id desc limit ?")),
         )
         .bind(target)
         .bind(since_ms)
@@ -163,10 +161,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ProbeRow>, StoreError> {
         Ok(sqlx::query_as::<_, ProbeRow>(
-            "select id, at_ms, location, target, probe, latency_ms, http_status, transport_error, \
-             category, error_id, message, request_id, ratelimit_remaining_requests, \
-             ratelimit_remaining_tokens \
-             from probes where target = ? and at_ms >= ? and at_ms <= ? order by at_ms, id limit ?",
+            sqlx::AssertSqlSafe(format!("select {PROBE_COLUMNS} from probes where target = ? and at_ms >= ? and at_ms <= ? order by at_ms, id limit ?")),
         )
         .bind(target)
         .bind(from_ms)
@@ -287,5 +282,23 @@ impl Store {
                 )
             })
             .collect())
+    }
+}
+
+impl Store {
+    /// The latest probe of each of `targets` that has one, in one query.
+    pub async fn latest_probes(&self, targets: &[&str]) -> Result<Vec<ProbeRow>, StoreError> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let one = format!(
+            "select * from (select {PROBE_COLUMNS} from probes where target = ? order by at_ms desc, id desc limit 1)"
+        );
+        let sql = vec![one; targets.len()].join(" union all ");
+        let mut query = sqlx::query_as::<_, ProbeRow>(sqlx::AssertSqlSafe(sql));
+        for t in targets {
+            query = query.bind(*t);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
     }
 }

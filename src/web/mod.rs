@@ -19,6 +19,9 @@ use secrecy::ExposeSecret;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Per target: (start of the day it was computed on, daily rollups of the 89 days before).
+pub type PastDays = std::collections::HashMap<String, (i64, Arc<Vec<crate::store::RollupRow>>)>;
+
 /// What every handler can reach.
 pub struct AppState {
     pub store: Store,
@@ -28,8 +31,7 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// Per target: the start of the day it was computed on, and the daily rollups of the
     /// 89 days before it. Past days do not change, so the 90-day bar is computed once a day.
-    pub past_days:
-        std::sync::Mutex<std::collections::HashMap<String, (i64, Vec<crate::store::RollupRow>)>>,
+    pub past_days: std::sync::Mutex<PastDays>,
 }
 
 impl AppState {

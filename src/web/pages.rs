@@ -73,11 +73,14 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
     for (target, row) in state.store.all_rollups_since(now - 24 * HOUR_MS).await? {
         recent_by_target.entry(target).or_default().push(row);
     }
+    let (day_frame, quarter_frame) = (view::Frame::day(now), view::Frame::quarter(now));
     let mut targets = Vec::new();
     for ((t, s), latest) in config.targets.iter().zip(&status.targets).zip(latests) {
         let recent = recent_by_target.remove(&s.name).unwrap_or_default();
-        let mut quarter = past_days(&state, &s.name, today).await?;
-        quarter.extend(recent.iter().filter(|r| r.hour_ms >= today).cloned());
+        let past = past_days(&state, &s.name, today).await?;
+        let quarter = past
+            .iter()
+            .chain(recent.iter().filter(|r| r.hour_ms >= today));
         let (latency, latency_max) = view::latency_bars(&recent, now);
         targets.push(TargetCard {
             name: s.name.clone(),
@@ -94,8 +97,8 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
             latency_ms: latest
                 .as_ref()
                 .map_or_else(String::new, |p| format!("{} ms", p.latency_ms)),
-            day: view::day_bar(&recent, now),
-            quarter: view::quarter_bar(&quarter, now),
+            day: day_frame.bar(&recent),
+            quarter: quarter_frame.bar(quarter),
             latency,
             latency_max,
         });
@@ -131,7 +134,7 @@ async fn past_days(
     state: &AppState,
     target: &str,
     today: i64,
-) -> Result<Vec<crate::store::RollupRow>, Error> {
+) -> Result<Arc<Vec<crate::store::RollupRow>>, Error> {
     if let Some((day, rows)) = state
         .past_days
         .lock()
@@ -142,10 +145,12 @@ async fn past_days(
             return Ok(rows.clone());
         }
     }
-    let rows = state
-        .store
-        .daily_rollups(target, today - 89 * 24 * HOUR_MS, today)
-        .await?;
+    let rows = Arc::new(
+        state
+            .store
+            .daily_rollups(target, today - 89 * 24 * HOUR_MS, today)
+            .await?,
+    );
     state
         .past_days
         .lock()

@@ -12,74 +12,123 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 pub struct Segment {
     pub x: usize,
     /// CSS class: `c-ok`, `c-outage`, …, or `c-none` when nothing was probed.
-    pub class: String,
+    pub class: &'static str,
     /// Hover text.
     pub title: String,
 }
 
 /// How bad a category is, for colouring a segment with several.
-fn rank(category: &str) -> u8 {
-    match Category::parse(category) {
-        Some(Category::Outage) => 8,
-        Some(Category::Auth) => 7,
-        Some(Category::Region) => 6,
-        Some(Category::Quota) => 5,
-        Some(Category::Overload) => 4,
-        Some(Category::RateLimit) => 3,
-        Some(Category::ClientError) => 2,
-        Some(Category::Unknown) => 1,
-        _ => 0,
+fn rank(category: Category) -> u8 {
+    match category {
+        Category::Outage => 8,
+        Category::Auth => 7,
+        Category::Region => 6,
+        Category::Quota => 5,
+        Category::Overload => 4,
+        Category::RateLimit => 3,
+        Category::ClientError => 2,
+        Category::Unknown => 1,
+        Category::Ok => 0,
     }
 }
 
-/// A bar of `slots` segments of `slot_ms` each, ending with the slot that holds `now_ms`.
-pub fn bar(rollups: &[RollupRow], now_ms: i64, slot_ms: i64, slots: usize) -> Vec<Segment> {
-    let last_start = now_ms - now_ms.rem_euclid(slot_ms);
-    let first_start = last_start - slot_ms * (slots as i64 - 1);
-    let mut counts: Vec<Vec<(String, i64)>> = vec![Vec::new(); slots];
-    for r in rollups.iter().filter(|r| r.hour_ms >= first_start) {
-        let i = ((r.hour_ms - first_start) / slot_ms) as usize;
-        if let Some(slot) = counts.get_mut(i) {
-            match slot.iter_mut().find(|(c, _)| *c == r.category) {
-                Some((_, n)) => *n += r.count,
-                None => slot.push((r.category.clone(), r.count)),
-            }
+fn class(category: Category) -> &'static str {
+    match category {
+        Category::Ok => "c-ok",
+        Category::Auth => "c-auth",
+        Category::Region => "c-region",
+        Category::Quota => "c-quota",
+        Category::RateLimit => "c-rate_limit",
+        Category::Overload => "c-overload",
+        Category::Outage => "c-outage",
+        Category::ClientError => "c-client_error",
+        Category::Unknown => "c-unknown",
+    }
+}
+
+/// The time slots of a bar: `slots` of `slot_ms` each, ending with the one holding `now_ms`,
+/// with their labels. Computed once per page and shared by every target's bar.
+pub struct Frame {
+    first_start: i64,
+    slot_ms: i64,
+    labels: Vec<String>,
+}
+
+impl Frame {
+    pub fn new(now_ms: i64, slot_ms: i64, slots: usize) -> Frame {
+        let last_start = now_ms - now_ms.rem_euclid(slot_ms);
+        let first_start = last_start - slot_ms * (slots as i64 - 1);
+        let labels = (0..slots as i64)
+            .map(|i| {
+                let t = rfc3339(first_start + i * slot_ms);
+                if slot_ms >= DAY_MS {
+                    t[..10].to_string()
+                } else {
+                    format!("{} UTC", t[..16].replace('T', " "))
+                }
+            })
+            .collect();
+        Frame {
+            first_start,
+            slot_ms,
+            labels,
         }
     }
-    counts
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut cats)| {
-            let start = first_start + i as i64 * slot_ms;
-            let when = if slot_ms >= DAY_MS {
-                rfc3339(start)[..10].to_string()
-            } else {
-                format!("{} UTC", &rfc3339(start)[..16].replace('T', " "))
-            };
-            cats.sort_by(|a, b| rank(&b.0).cmp(&rank(&a.0)).then(b.1.cmp(&a.1)));
-            let (class, title) = match cats.first() {
-                None => ("c-none".to_string(), format!("{when}: no probes")),
-                Some((worst, _)) => {
-                    let parts: Vec<String> = cats.iter().map(|(c, n)| format!("{n} {c}")).collect();
-                    (
-                        format!("c-{worst}"),
-                        format!("{when}: {}", parts.join(", ")),
-                    )
+
+    /// The last 24 hours, one segment an hour.
+    pub fn day(now_ms: i64) -> Frame {
+        Frame::new(now_ms, HOUR_MS, 24)
+    }
+
+    /// The last 90 days, one segment a day.
+    pub fn quarter(now_ms: i64) -> Frame {
+        Frame::new(now_ms, DAY_MS, 90)
+    }
+
+    /// The segments of a bar over this frame, from rollups (hourly or daily).
+    pub fn bar<'a>(&self, rollups: impl IntoIterator<Item = &'a RollupRow>) -> Vec<Segment> {
+        let mut counts: Vec<Vec<(Category, i64)>> = vec![Vec::new(); self.labels.len()];
+        for r in rollups
+            .into_iter()
+            .filter(|r| r.hour_ms >= self.first_start)
+        {
+            let i = ((r.hour_ms - self.first_start) / self.slot_ms) as usize;
+            let category = Category::parse(&r.category).unwrap_or(Category::Unknown);
+            if let Some(slot) = counts.get_mut(i) {
+                match slot.iter_mut().find(|(c, _)| *c == category) {
+                    Some((_, n)) => *n += r.count,
+                    None => slot.push((category, r.count)),
                 }
-            };
-            Segment { x: i, class, title }
-        })
-        .collect()
-}
-
-/// The bar over the last 24 hours, one segment an hour.
-pub fn day_bar(rollups: &[RollupRow], now_ms: i64) -> Vec<Segment> {
-    bar(rollups, now_ms, HOUR_MS, 24)
-}
-
-/// The bar over the last 90 days, one segment a day.
-pub fn quarter_bar(rollups: &[RollupRow], now_ms: i64) -> Vec<Segment> {
-    bar(rollups, now_ms, DAY_MS, 90)
+            }
+        }
+        counts
+            .into_iter()
+            .zip(&self.labels)
+            .enumerate()
+            .map(|(i, (mut cats, when))| {
+                cats.sort_by(|a, b| rank(b.0).cmp(&rank(a.0)).then(b.1.cmp(&a.1)));
+                let Some((worst, _)) = cats.first() else {
+                    return Segment {
+                        x: i,
+                        class: "c-none",
+                        title: format!("{when}: no probes"),
+                    };
+                };
+                let mut title = format!("{when}: ");
+                for (k, (c, n)) in cats.iter().enumerate() {
+                    if k > 0 {
+                        title.push_str(", ");
+                    }
+                    title.push_str(&format!("{n} {c}"));
+                }
+                Segment {
+                    x: i,
+                    class: class(*worst),
+                    title,
+                }
+            })
+            .collect()
+    }
 }
 
 /// One hour's mean latency as a bar of the latency chart (a 240×40 box).
@@ -200,7 +249,7 @@ mod tests {
             r(hour, "outage", 2),
             r(hour - HOUR_MS, "ok", 60),
         ];
-        let bar = day_bar(&rows, now);
+        let bar = Frame::day(now).bar(&rows);
         assert_eq!(bar.len(), 24);
         assert_eq!(bar[23].class, "c-outage");
         assert!(
@@ -210,7 +259,7 @@ mod tests {
         );
         assert_eq!(bar[22].class, "c-ok");
         assert_eq!(bar[0].class, "c-none");
-        let q = quarter_bar(&rows, now);
+        let q = Frame::quarter(now).bar(&rows);
         assert_eq!(q.len(), 90);
         assert_eq!(q[89].class, "c-outage");
     }
