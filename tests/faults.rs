@@ -244,7 +244,12 @@ async fn kill_9_at_random_moments_keeps_the_database_whole_and_loses_no_alert() 
     }
     let expected: HashSet<(i64, String)> = events.into_iter().collect();
     assert!(expected.len() >= 20, "alerts were due: {}", expected.len());
-    eprintln!("{} incidents, {} alert events, {} emails over {kills} kills", rows.len(), expected.len(), smtp.mails().len());
+    eprintln!(
+        "{} incidents, {} alert events, {} emails over {kills} kills",
+        rows.len(),
+        expected.len(),
+        smtp.mails().len()
+    );
     let lost: Vec<&(i64, String)> = expected
         .iter()
         .filter(|e| !received.contains_key(*e))

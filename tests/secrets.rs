@@ -81,6 +81,27 @@ async fn the_api_key_never_reaches_the_database_the_logs_or_check_output() {
         || echoes() >= before + 4,
     )
     .await;
+    // Every page and API answer of the running daemon.
+    let url = daemon.dashboard_url().await;
+    openai_watch::probe::install_crypto_provider();
+    for path in [
+        "/",
+        "/incidents/1",
+        "/api/v1/status",
+        "/api/v1/incidents",
+        "/api/v1/targets/invalid-api-key/probes?limit=1000",
+        "/metrics",
+        "/healthz",
+    ] {
+        let body = reqwest::get(format!("{url}{path}"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(body.len() > 10, "{path} answered");
+        assert_no_key(path, body.as_bytes());
+    }
     let (status, log) = daemon.terminate().await;
     assert!(status.success(), "daemon exit: {status:?}\n{log}");
     assert!(

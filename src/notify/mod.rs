@@ -21,6 +21,10 @@ use tokio_util::sync::CancellationToken;
 /// First retry delay; it doubles per attempt up to `MAX_BACKOFF`.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// Longest one delivery attempt may take, whatever the channel does.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a delivery in progress may go on once shutdown is requested.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// After this long, a delivery that was never accepted is marked failed.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -297,7 +301,15 @@ impl Notifier {
                 first_event_id: members[0].event_id,
             };
             let ids: Vec<i64> = members.iter().map(|d| d.delivery_id).collect();
-            match channel.send(&alert, &delivery).await {
+            let outcome = tokio::time::timeout(SEND_TIMEOUT, channel.send(&alert, &delivery))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SendError::temporary(format!(
+                        "no answer within {}",
+                        humantime::format_duration(SEND_TIMEOUT)
+                    )))
+                });
+            match outcome {
                 Ok(()) => {
                     self.store.mark_sent(&ids, now_ms()).await?;
                     self.metrics.alert(&channel_name, "sent");
@@ -354,8 +366,22 @@ impl Notifier {
                 let c = config.borrow_and_update().clone();
                 self.reconfigure(&c);
             }
-            if let Err(e) = self.run_once(now_ms()).await {
-                tracing::error!(error = %e, "alert outbox pass failed; retrying");
+            // On shutdown a send in progress gets a grace period to finish and record its
+            // outcome; past it, the delivery stays pending and goes out after the restart.
+            let grace = async {
+                cancel.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            };
+            tokio::select! {
+                result = self.run_once(now_ms()) => {
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, "alert outbox pass failed; retrying");
+                    }
+                }
+                () = grace => {
+                    tracing::warn!("alert delivery still in progress at shutdown; it stays pending");
+                    break;
+                }
             }
             let next = self.store.next_delivery_at().await.ok().flatten();
             let wait = next.map_or(Duration::from_secs(1), |at| {

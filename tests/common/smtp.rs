@@ -29,9 +29,15 @@ impl Mail {
 struct Collector {
     buf: Vec<u8>,
     inbox: Arc<Mutex<Vec<Mail>>>,
+    /// When set, every RCPT TO gets this reply instead of 250.
+    refuse: Arc<Mutex<Option<Response>>>,
 }
 
 impl Handler for Collector {
+    fn rcpt(&mut self, _to: &str) -> Response {
+        self.refuse.lock().unwrap().clone().unwrap_or(response::OK)
+    }
+
     fn data_start(
         &mut self,
         _domain: &str,
@@ -81,6 +87,7 @@ impl Handler for Collector {
 pub struct SmtpServer {
     pub port: u16,
     inbox: Arc<Mutex<Vec<Mail>>>,
+    refuse: Arc<Mutex<Option<Response>>>,
 }
 
 impl SmtpServer {
@@ -90,9 +97,11 @@ impl SmtpServer {
         openai_watch::probe::install_crypto_provider();
         let port = listener.local_addr().unwrap().port();
         let inbox = Arc::new(Mutex::new(Vec::new()));
+        let refuse = Arc::new(Mutex::new(None));
         let mut server = Server::new(Collector {
             buf: Vec::new(),
             inbox: inbox.clone(),
+            refuse: refuse.clone(),
         });
         let ssl = match tls {
             Some((cert, key)) => SslConfig::SelfSigned {
@@ -109,7 +118,16 @@ impl SmtpServer {
         std::thread::spawn(move || {
             let _ = server.serve();
         });
-        SmtpServer { port, inbox }
+        SmtpServer {
+            port,
+            inbox,
+            refuse,
+        }
+    }
+
+    /// Refuses every recipient with `reply` (e.g. 451 or 550), or accepts again with `None`.
+    pub fn refuse(&self, reply: Option<Response>) {
+        *self.refuse.lock().unwrap() = reply;
     }
 
     pub fn mails(&self) -> Vec<Mail> {
