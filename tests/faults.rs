@@ -15,10 +15,11 @@ async fn healthz(http: &reqwest::Client, url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-#[tokio::test]
-async fn a_locked_database_is_reported_probing_goes_on_and_writing_resumes() {
-    let sim = start_simulator().await;
-    let ws = Workspace::new();
+/// A daemon probing one healthy target every second, with its dashboard URL and a client.
+async fn one_target_daemon(
+    sim: &openai_watch::simulate::Simulator,
+    ws: &Workspace,
+) -> (Daemon, String, reqwest::Client) {
     let config = ws.write_config(
         &TargetSpec {
             name: "prod",
@@ -32,7 +33,14 @@ async fn a_locked_database_is_reported_probing_goes_on_and_writing_resumes() {
     let daemon = Daemon::start(&config, &[("K", "sk-fault-test-00000000")]);
     let url = daemon.dashboard_url().await;
     openai_watch::probe::install_crypto_provider();
-    let http = reqwest::Client::new();
+    (daemon, url, reqwest::Client::new())
+}
+
+#[tokio::test]
+async fn a_locked_database_is_reported_probing_goes_on_and_writing_resumes() {
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    let (daemon, url, http) = one_target_daemon(&sim, &ws).await;
     wait_for("a few probes", || sim.state.requests().len() >= 2).await;
 
     // Another process takes the write lock and keeps it.
@@ -44,18 +52,7 @@ async fn a_locked_database_is_reported_probing_goes_on_and_writing_resumes() {
         .await
         .unwrap();
     let locked_at = openai_watch::notify::now_ms();
-    let start = tokio::time::Instant::now();
-    let reason = loop {
-        let (status, body) = healthz(&http, &url).await;
-        if status == 503 {
-            break body;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "healthz stayed {status}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let reason = wait_health(&http, &url, 503).await;
     assert!(
         reason.contains("database not writable") && reason.contains("locked"),
         "{reason}"
@@ -69,11 +66,7 @@ async fn a_locked_database_is_reported_probing_goes_on_and_writing_resumes() {
 
     sqlx::query("commit").execute(&mut blocker).await.unwrap();
     blocker.close().await.unwrap();
-    let start = tokio::time::Instant::now();
-    while healthz(&http, &url).await.0 != 200 {
-        assert!(start.elapsed() < DEADLINE, "healthz did not recover");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_health(&http, &url, 200).await;
     let (status, log) = daemon.terminate().await;
     assert!(status.success(), "{log}");
     // The probes made while the database was locked were kept in memory and written after.
@@ -260,4 +253,135 @@ async fn kill_9_at_random_moments_keeps_the_database_whole_and_loses_no_alert() 
         twice.is_empty(),
         "an alert arrived more than twice: {twice:?}"
     );
+}
+
+/// Waits until /healthz answers `code`; returns its body.
+async fn wait_health(http: &reqwest::Client, url: &str, code: u16) -> String {
+    let start = tokio::time::Instant::now();
+    loop {
+        let (status, body) = healthz(http, url).await;
+        if status == code {
+            return body;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "healthz stayed {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn run_ok(cmd: &str, args: &[&str]) -> bool {
+    std::process::Command::new(cmd)
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Skips (outside CI) when the machine does not allow the fault to be made.
+fn can(what: &str, ok: bool) -> bool {
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{what} must work in CI");
+        eprintln!("SKIPPED: cannot {what} here");
+    }
+    ok
+}
+
+#[tokio::test]
+async fn a_read_only_database_is_reported_and_writing_resumes_when_it_is_writable() {
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    let (daemon, url, http) = one_target_daemon(&sim, &ws).await;
+    wait_health(&http, &url, 200).await;
+    // Immutable even for root: the way to make the files read-only under a root CI.
+    let files: Vec<String> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|s| format!("{}{s}", ws.db().display()))
+        .collect();
+    let mut args = vec!["+i"];
+    args.extend(files.iter().map(String::as_str));
+    if !can(
+        "make the database immutable (chattr)",
+        run_ok("chattr", &args),
+    ) {
+        return;
+    }
+    let reason = wait_health(&http, &url, 503).await;
+    args[0] = "-i";
+    let before = sim.state.requests().len();
+    wait_for("probing to go on", || {
+        sim.state.requests().len() >= before + 3
+    })
+    .await;
+    assert!(run_ok("chattr", &args), "chattr -i");
+    assert!(reason.contains("database not writable"), "{reason}");
+    wait_health(&http, &url, 200).await;
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+    assert!(log.contains("database writable again"), "{log}");
+}
+
+#[tokio::test]
+async fn a_full_disk_is_reported_and_writing_resumes_when_there_is_room() {
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    let tiny = ws.dir.path().join("tiny");
+    std::fs::create_dir(&tiny).unwrap();
+    let mount = tiny.to_str().unwrap().to_string();
+    if !can(
+        "mount a tmpfs",
+        run_ok(
+            "mount",
+            &["-t", "tmpfs", "-o", "size=320k", "tmpfs", &mount],
+        ),
+    ) {
+        return;
+    }
+    struct Unmount(String);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mount.clone());
+    let mut targets = String::new();
+    for i in 0..5 {
+        targets.push_str(
+            &TargetSpec {
+                name: &format!("t{i}"),
+                base_url: sim.base_url("ok"),
+                key_env: Some("K"),
+                timeout: "10s",
+                probes: &[("models", "1s")],
+            }
+            .toml(),
+        );
+    }
+    let config = ws.dir.path().join("full.toml");
+    std::fs::write(&config, format!("[storage]\npath = \"{mount}/watch.db\"\n\n[dashboard]\nlisten = \"127.0.0.1:0\"\n\n{targets}")).unwrap();
+    let daemon = Daemon::start(&config, &[("K", "sk-fault-test-00000000")]);
+    let url = daemon.dashboard_url().await;
+    openai_watch::probe::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let reason = wait_health(&http, &url, 503).await;
+    assert!(
+        reason.contains("database not writable") && reason.contains("full"),
+        "{reason}"
+    );
+    let before = sim.state.requests().len();
+    wait_for("probing to go on", || {
+        sim.state.requests().len() >= before + 5
+    })
+    .await;
+    assert!(
+        run_ok("mount", &["-o", "remount,size=64m", &mount]),
+        "remount"
+    );
+    wait_health(&http, &url, 200).await;
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+    assert!(log.contains("database writable again"), "{log}");
 }

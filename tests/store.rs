@@ -92,3 +92,92 @@ async fn an_unwritable_database_location_is_a_clear_error() {
         .expect("cannot open under a file");
     assert!(err.to_string().contains("not-a-dir/watch.db"), "{err}");
 }
+
+#[tokio::test]
+async fn reminders_follow_the_last_message_sent_and_a_restart_changes_nothing() {
+    use openai_watch::catalog::Category;
+    use openai_watch::config::Detection;
+    use openai_watch::store::Routing;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("watch.db");
+    let store = Store::open(&path).await.unwrap();
+    let routing = Routing {
+        channels: vec![("email".into(), vec![Category::Auth])],
+        send_resolved: true,
+        group_wait_ms: 0,
+    };
+    let mut states = std::collections::HashMap::new();
+    let t0 = 1_700_000_000_000;
+    let hour = 3_600_000;
+    let recorded = store
+        .record(
+            "lab",
+            &[observation("prod", "invalid_api_key", t0)],
+            &mut states,
+            &Detection::default(),
+            &routing,
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded.events, 1, "the firing event");
+    let due = store.pending_deliveries(t0).await.unwrap();
+    assert_eq!(due.len(), 1);
+    store
+        .mark_sent(&[due[0].delivery_id], t0 + 1_000)
+        .await
+        .unwrap();
+
+    // Every 4 hours after the last message sent, not after the incident opened.
+    assert_eq!(
+        store
+            .enqueue_reminders(t0 + 1_000 + 4 * hour - 1, 4 * hour, 0)
+            .await
+            .unwrap(),
+        0
+    );
+    store.close().await;
+    let store = Store::open(&path).await.unwrap(); // a restart: the timing comes from the database
+    assert_eq!(
+        store
+            .enqueue_reminders(t0 + 1_000 + 4 * hour, 4 * hour, 0)
+            .await
+            .unwrap(),
+        1
+    );
+    // Not again while that reminder waits to go out.
+    assert_eq!(
+        store
+            .enqueue_reminders(t0 + 9 * hour, 4 * hour, 0)
+            .await
+            .unwrap(),
+        0
+    );
+    let due = store.pending_deliveries(t0 + 9 * hour).await.unwrap();
+    assert_eq!((due.len(), due[0].kind.as_str()), (1, "reminder"));
+    store
+        .mark_sent(&[due[0].delivery_id], t0 + 9 * hour)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .enqueue_reminders(t0 + 13 * hour - 1, 4 * hour, 0)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .enqueue_reminders(t0 + 13 * hour, 4 * hour, 0)
+            .await
+            .unwrap(),
+        1
+    );
+    // "0s" turns them off.
+    assert_eq!(
+        store
+            .enqueue_reminders(t0 + 100 * hour, 0, 0)
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -262,6 +262,17 @@ mod tests {
     }
 
     #[test]
+    fn the_slack_text_names_the_target_error_and_resolution() {
+        let slack = alert().slack();
+        let text = slack["text"].as_str().unwrap();
+        assert!(text.starts_with("*FIRING quota: prod"), "{text}");
+        assert!(text.contains("429 insufficient_quota"));
+        assert!(text.contains("_Resolution:_ Buy additional credits"));
+        assert!(text.contains("<http://127.0.0.1:8080/incidents/7|dashboard>"));
+        assert_eq!(slack.as_object().unwrap().len(), 1, "only `text`");
+    }
+
+    #[test]
     fn the_text_part_carries_cause_resolution_and_links() {
         let text = alert().text();
         for needle in [
