@@ -626,7 +626,7 @@ impl Config {
                     "timeout must be between 1ms and 10m",
                 ));
             }
-            self.check_one_source("api_key", &t.key_sources(), &at("api_key"), false)?;
+            self.check_one_source("api_key", &t.key_sources(), &at("api_key"))?;
             if t.probes.is_empty() {
                 return Err(self.err_at(
                     t.name.span(),
@@ -678,13 +678,11 @@ impl Config {
                 "username",
                 &email.username_sources(),
                 "alerts.email.username",
-                false,
             )?;
             self.check_one_source(
                 "password",
                 &email.password_sources(),
                 "alerts.email.password",
-                false,
             )?;
             if !looks_like_mailbox(email.from.get_ref()) {
                 return Err(self.err_at(
@@ -734,7 +732,6 @@ impl Config {
         what: &str,
         s: &SecretSources,
         key: &str,
-        required: bool,
     ) -> Result<(), ConfigError> {
         let spans: Vec<_> = [
             s.env.as_ref().map(|v| v.span()),
@@ -749,13 +746,6 @@ impl Config {
                 spans[1].clone(),
                 key,
                 format!("give only one of {what}_env, {what}_file and {what}_credential"),
-            ));
-        }
-        if required && spans.is_empty() {
-            return Err(self.err_at(
-                0..0,
-                key,
-                format!("missing {what}_env, {what}_file or {what}_credential"),
             ));
         }
         Ok(())

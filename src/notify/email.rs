@@ -94,13 +94,16 @@ impl EmailChannel {
             }
             b
         };
-        let message = builder
-            .multipart(
+        let body = match alert.html() {
+            Some(html) => builder.multipart(
                 MultiPart::alternative()
                     .singlepart(SinglePart::plain(alert.text()))
-                    .singlepart(SinglePart::html(alert.html())),
-            )
-            .map_err(|e| SendError::permanent(format!("cannot build the email: {e}")))?;
+                    .singlepart(SinglePart::html(html)),
+            ),
+            None => builder.singlepart(SinglePart::plain(alert.text())),
+        };
+        let message =
+            body.map_err(|e| SendError::permanent(format!("cannot build the email: {e}")))?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
             Err(e) => {

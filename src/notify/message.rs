@@ -149,14 +149,18 @@ impl Alert {
         out
     }
 
-    pub fn html(&self) -> String {
+    /// The HTML part; `None` if the template cannot render (the email then goes out with
+    /// its text part alone rather than with hand-built HTML).
+    pub fn html(&self) -> Option<String> {
         let page = AlertHtml {
             alert: self,
             subject: self.subject(),
         };
-        page.render().unwrap_or_else(|e| {
-            format!("<pre>template error: {}</pre>", html_escape(&e.to_string()))
-        })
+        page.render()
+            .inspect_err(
+                |e| tracing::error!(error = %e, "alert HTML did not render; sending text only"),
+            )
+            .ok()
     }
 
     /// The documented JSON payload of the `json` webhook format (see README).
@@ -190,12 +194,6 @@ impl Alert {
         }
         serde_json::json!({ "text": text })
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[derive(Template)]
@@ -249,7 +247,7 @@ mod tests {
 
     #[test]
     fn the_html_part_escapes_upstream_text() {
-        let html = alert().html();
+        let html = alert().html().unwrap();
         assert!(!html.contains("<script>alert(1)"), "{html}");
         assert!(
             html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
