@@ -3,15 +3,18 @@
 //!
 //! Run: `cargo bench --bench harness` (add `-- --quick` for a shorter run). Prints one table.
 
-use mailin_embedded::{Handler, Response, Server, SslConfig, response};
-use openai_watch::catalog::{self, Expect};
-use openai_watch::config::{ProbeKind, TargetName};
-use openai_watch::probe::{Observation, RateLimits};
+#[path = "../tests/it/helpers/mod.rs"]
+mod helpers;
+
+use helpers::observation;
+use helpers::smtp::SmtpServer;
+use openai_watch::catalog::{self, Category, Expect};
+use openai_watch::domain::ProbeKind;
+use openai_watch::probe::Observation;
 use openai_watch::store::{HOUR_MS, RollupRow, Store};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_openai-watch");
@@ -306,30 +309,6 @@ async fn throughput_figures(report: &mut Report, sim: &str, window: Duration) {
     d.proc.terminate();
 }
 
-fn observation(target: &str, at_ms: i64, id: &'static str) -> Observation {
-    let entry = catalog::entry(id).unwrap();
-    Observation {
-        at_ms,
-        target: TargetName::parse(target).unwrap(),
-        kind: ProbeKind::Models,
-        latency_ms: 180 + at_ms % 97,
-        http_status: Some(if entry.is_ok() { 200 } else { 500 }),
-        transport_error: None,
-        entry,
-        message: (!entry.is_ok()).then(|| {
-            "The server had an error while processing your request. Sorry about that!".to_string()
-        }),
-        request_id: Some(format!("req_{at_ms:x}")),
-        rate_limits: RateLimits {
-            limit_requests: Some(500),
-            remaining_requests: Some(499),
-            reset_requests: Some("120ms".into()),
-            ..Default::default()
-        },
-        retry_after: None,
-    }
-}
-
 /// A year of 1-minute history for `targets` targets as default retention leaves it: raw rows
 /// for the last 14 days, hourly rollups for the whole year. Written through the store.
 async fn year_of_history(path: &Path, targets: usize, now: i64) -> Duration {
@@ -348,7 +327,7 @@ async fn year_of_history(path: &Path, targets: usize, now: i64) -> Duration {
             } else {
                 "ok"
             };
-            batch.push(observation(&name, at, id));
+            batch.push(observation(&name, id, at));
             if batch.len() == 10_000 {
                 store.insert_probes("bench", &batch).await.unwrap();
                 batch.clear();
@@ -362,16 +341,16 @@ async fn year_of_history(path: &Path, targets: usize, now: i64) -> Duration {
             .flat_map(|hour| {
                 [
                     RollupRow {
-                        probe: "models".into(),
-                        category: "ok".into(),
+                        probe: Some(ProbeKind::Models),
+                        category: Category::Ok,
                         hour_ms: hour,
                         count: 59,
                         latency_sum_ms: 59 * 200,
                         latency_max_ms: 400,
                     },
                     RollupRow {
-                        probe: "models".into(),
-                        category: "outage".into(),
+                        probe: Some(ProbeKind::Models),
+                        category: Category::Outage,
                         hour_ms: hour,
                         count: 1,
                         latency_sum_ms: 300,
@@ -410,7 +389,7 @@ async fn latencies(http: &reqwest::Client, url: &str, n: usize) -> Vec<f64> {
 async fn history_figures(report: &mut Report, sim: &str, requests: usize) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("watch.db");
-    let now = openai_watch::notify::now_ms();
+    let now = openai_watch::clock::now_ms();
     let took = year_of_history(&db, 20, now).await;
     report.add(
         "generating 20 targets x 1 year (14 d raw + rollups)",
@@ -447,7 +426,7 @@ async fn history_figures(report: &mut Report, sim: &str, requests: usize) {
     );
 
     let d = start_daemon(dir.path(), &config);
-    openai_watch::probe::install_crypto_provider();
+    openai_watch::tls::install_crypto_provider();
     let http = reqwest::Client::new();
     for (path, label) in [("/", "/"), ("/api/v1/status", "/api/v1/status")] {
         let url = format!("{}{path}", d.dashboard);
@@ -476,56 +455,14 @@ async fn history_figures(report: &mut Report, sim: &str, requests: usize) {
     d.proc.terminate();
 }
 
-#[derive(Clone)]
-struct Inbox {
-    buf: Vec<u8>,
-    accepted: Arc<Mutex<Vec<(Instant, String)>>>,
-}
-
-impl Handler for Inbox {
-    fn data_start(&mut self, _: &str, _: &str, _: bool, _: &[String]) -> Response {
-        self.buf.clear();
-        response::OK
-    }
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.buf.extend_from_slice(buf);
-        Ok(())
-    }
-    fn data_end(&mut self) -> Response {
-        let subject = String::from_utf8_lossy(&self.buf)
-            .lines()
-            .find(|l| l.starts_with("Subject:"))
-            .unwrap_or("")
-            .to_string();
-        self.accepted
-            .lock()
-            .unwrap()
-            .push((Instant::now(), subject));
-        response::OK
-    }
-}
-
 /// Failing probe → email accepted by a local SMTP server, with group_wait = 0.
 async fn alert_latency(report: &mut Report, sim: &str, samples: usize) {
-    openai_watch::probe::install_crypto_provider();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let smtp_port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(Mutex::new(Vec::new()));
-    let mut server = Server::new(Inbox {
-        buf: Vec::new(),
-        accepted: accepted.clone(),
-    });
-    server
-        .with_name("localhost")
-        .with_ssl(SslConfig::None)
-        .unwrap()
-        .with_tcp_listener(listener);
-    std::thread::spawn(move || {
-        let _ = server.serve();
-    });
+    openai_watch::tls::install_crypto_provider();
+    let smtp = SmtpServer::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), None);
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[alerts]\ngroup_wait = \"0s\"\n\n[alerts.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp_port}\ntls = \"none\"\nfrom = \"bench@example.com\"\nto = [\"oncall@example.com\"]\n\n{}",
+        "{}{}",
+        helpers::email_alerts(smtp.port, ""),
         targets_toml(sim, samples, "1s", |i| format!("/t/alert{i}/v1"))
     );
     let d = start_daemon(dir.path(), &config);
@@ -535,24 +472,20 @@ async fn alert_latency(report: &mut Report, sim: &str, samples: usize) {
     for i in 0..samples {
         // Flip one target to a revoked key; the time the simulator answered the first failing
         // probe is the start, the SMTP server's acceptance of the email the end.
-        let before = accepted.lock().unwrap().len();
+        let before = smtp.mails().len();
         http.put(format!("http://{sim}/_sim/tags/alert{i}"))
             .body("invalid_api_key")
             .send()
             .await
             .unwrap();
-        let flipped = openai_watch::notify::now_ms();
-        let got = wait(
-            || accepted.lock().unwrap().len() > before,
-            Duration::from_secs(30),
-        );
+        let flipped = openai_watch::clock::now_ms();
+        let got = wait(|| smtp.mails().len() > before, Duration::from_secs(30));
         assert!(got, "no email for target {i}");
-        let email_at = openai_watch::notify::now_ms()
-            - accepted
-                .lock()
-                .unwrap()
+        let email_at = openai_watch::clock::now_ms()
+            - smtp
+                .mails()
                 .last()
-                .map_or(0, |(t, _)| t.elapsed().as_millis() as i64);
+                .map_or(0, |m| m.accepted_at.elapsed().as_millis() as i64);
         let log: serde_json::Value = serde_json::from_str(
             &http
                 .get(format!("http://{sim}/_sim/requests"))
@@ -626,9 +559,9 @@ fn classifier_throughput(report: &mut Report) {
 async fn baselines(report: &mut Report) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("b.db")).await.unwrap();
-    let now = openai_watch::notify::now_ms();
+    let now = openai_watch::clock::now_ms();
     let batch: Vec<Observation> = (0..5000)
-        .map(|i| observation("t0", now - i * 1000, "ok"))
+        .map(|i| observation("t0", "ok", now - i * 1000))
         .collect();
     let t = Instant::now();
     store
@@ -659,8 +592,8 @@ async fn baselines(report: &mut Report) {
         .map(|i| {
             observation(
                 "t1",
-                now - i * MINUTE_MS,
                 if i % 100 == 7 { "server_error" } else { "ok" },
+                now - i * MINUTE_MS,
             )
         })
         .collect();

@@ -1,16 +1,8 @@
-//! The command line (SPEC §2) and the mapping of outcomes to exit codes.
+//! The command line (SPEC §2): the one definition that parsing, `--help` and the docs share.
 
-use crate::config::{self, Config, ConfigError};
-use crate::simulate;
 use clap::{Parser, Subcommand, ValueEnum};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-
-/// Exit code for usage errors (sysexits `EX_USAGE`).
-pub const EXIT_USAGE: i32 = 64;
-/// Exit code when the daemon or a command fails for a reason that is not the config.
-pub const EXIT_FAILURE: i32 = 1;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,115 +86,4 @@ pub enum AlertCommand {
 pub enum ConfigCommand {
     /// Validate the config and print the targets, probes and channels it defines.
     Check,
-}
-
-/// Loads the config the CLI points at, with secrets when `secrets` is true.
-pub fn load_config(cli: &Cli, secrets: bool) -> Result<Config, ConfigError> {
-    let path = config::resolve_path(cli.config.as_deref());
-    let mut config = Config::load(&path)?;
-    if secrets {
-        config.resolve_secrets()?;
-    }
-    Ok(config)
-}
-
-/// Prints what `config check` found.
-pub fn describe(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(out, "config {} is valid", config.source.display())?;
-    writeln!(out, "location: {}", config.location())?;
-    writeln!(out, "database: {}", config.storage.path.display())?;
-    writeln!(out, "targets: {}", config.targets.len())?;
-    for t in &config.targets {
-        let key = if t.api_key.is_some() {
-            "key set"
-        } else {
-            "no key"
-        };
-        writeln!(
-            out,
-            "  {} {} ({key}, timeout {})",
-            t.name(),
-            t.base_url,
-            humantime::format_duration(t.timeout())
-        )?;
-        for p in &t.probes {
-            let model = if p.kind() == config::ProbeKind::Chat {
-                format!(" model {}", p.model())
-            } else {
-                String::new()
-            };
-            writeln!(
-                out,
-                "    {} every {}{model}",
-                p.kind(),
-                humantime::format_duration(p.interval())
-            )?;
-        }
-    }
-    let channels = config.alerts.channel_names();
-    if channels.is_empty() {
-        writeln!(
-            out,
-            "alert channels: none (incidents are recorded, nobody is notified)"
-        )?;
-    } else {
-        writeln!(out, "alert channels: {}", channels.join(", "))?;
-    }
-    for w in config.warnings() {
-        writeln!(out, "warning: {w}")?;
-    }
-    Ok(())
-}
-
-/// Serves the simulator until interrupted.
-pub async fn simulate(
-    listen: SocketAddr,
-    scenario: &str,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let state = simulate::SimState::new(scenario).map_err(anyhow::Error::msg)?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let sim = simulate::Simulator::start(listener, state)?;
-    println!(
-        "simulator listening on http://{}/v1 (scenario {scenario})",
-        sim.addr
-    );
-    println!(
-        "fixed scenarios: http://{}/s/{{scenario}}/v1; scenarios: {}",
-        sim.addr,
-        simulate::scenarios().join(", ")
-    );
-    shutdown.await;
-    Ok(())
-}
-
-/// Runs `alert test`: prints one line per channel; exit 0 when every one accepted.
-pub async fn alert_test(
-    config: &Config,
-    only: Option<&str>,
-    out: &mut impl Write,
-) -> anyhow::Result<i32> {
-    let names = config.alerts.channel_names();
-    if names.is_empty() {
-        anyhow::bail!("no alert channel is configured: add [alerts.email] or [[alerts.webhook]]");
-    }
-    if let Some(name) = only.filter(|n| !names.iter().any(|c| c == n)) {
-        anyhow::bail!(
-            "no channel named {name:?}; configured: {}",
-            names.join(", ")
-        );
-    }
-    let mut code = 0;
-    for (name, result) in crate::notify::test(config, only).await? {
-        match result {
-            Ok(()) => writeln!(out, "{name}: sent")?,
-            Err(e) => {
-                writeln!(out, "{name}: FAILED: {}", e.message)?;
-                code = EXIT_FAILURE;
-            }
-        }
-    }
-    Ok(code)
 }

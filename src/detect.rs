@@ -64,7 +64,7 @@ pub enum Transition {
 /// Advances `state` by one probe and returns what changed.
 pub fn step(state: &mut TargetState, cfg: &Detection, v: Verdict) -> Vec<Transition> {
     let mut out = Vec::new();
-    let window_ms = i64::try_from(cfg.window.0.as_millis()).unwrap_or(i64::MAX);
+    let window_ms = crate::clock::millis(cfg.window.0);
     state.window.push_back((v.at_ms, v.category));
     while state
         .window

@@ -19,8 +19,7 @@ impl Health {
     /// Reads the systemd watchdog setting of this process.
     pub fn new() -> Health {
         Health {
-            watchdog_ms: crate::systemd::watchdog_interval()
-                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            watchdog_ms: crate::systemd::watchdog_interval().map(crate::clock::millis),
             ..Health::default()
         }
     }

@@ -41,6 +41,26 @@ struct RateLimitLabels {
     kind: String,
 }
 
+/// The outcome of one delivery attempt, the `result` label of `openai_watch_alerts_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertResult {
+    Sent,
+    /// Failed for now; it is tried again.
+    Retry,
+    /// Given up on.
+    Failed,
+}
+
+impl AlertResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertResult::Sent => "sent",
+            AlertResult::Retry => "retry",
+            AlertResult::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlertLabels {
     channel: String,
@@ -158,11 +178,11 @@ impl Metrics {
     }
 
     /// Counts an alert delivery outcome: `sent`, `retry` or `failed`.
-    pub fn alert(&self, channel: &str, result: &str) {
+    pub fn alert(&self, channel: &str, result: AlertResult) {
         self.alerts
             .get_or_create(&AlertLabels {
                 channel: channel.into(),
-                result: result.into(),
+                result: result.as_str().into(),
             })
             .inc();
     }
@@ -174,7 +194,7 @@ impl Metrics {
             self.incident_open
                 .get_or_create(&IncidentLabels {
                     target: i.target.clone(),
-                    category: i.category.clone(),
+                    category: i.category.as_str().into(),
                 })
                 .set(1);
         }

@@ -1,13 +1,15 @@
 //! HTTP probing (SPEC §4): one reused client, one request per probe, no retries. Turns what
 //! the wire said into an `Observation`, classified and with its message masked.
 
-use crate::catalog::{self, Entry, Expect, TransportError};
+use crate::catalog::{self, Entry, Expect};
 use crate::config::{self, ProbeKind, Target, TargetName};
+use crate::domain::TransportErrorKind;
+use crate::error_chain::error_chain;
 use crate::redact;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use secrecy::SecretString;
 use std::error::Error as _;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Bodies are read up to this many bytes; the rest is discarded unread.
 pub const BODY_CAP: usize = 64 * 1024;
@@ -37,8 +39,8 @@ pub struct Observation {
     pub kind: ProbeKind,
     pub latency_ms: i64,
     pub http_status: Option<u16>,
-    /// Short transport error kind (`timeout`, `dns`, `refused`, `reset`, `tls`, `connect`).
-    pub transport_error: Option<&'static str>,
+    /// Why no HTTP answer arrived, when none did.
+    pub transport_error: Option<TransportErrorKind>,
     pub entry: &'static Entry,
     /// Upstream message, masked and truncated.
     pub message: Option<String>,
@@ -54,14 +56,9 @@ pub struct Prober {
     secrets: Vec<SecretString>,
 }
 
-/// Installs the ring crypto provider for rustls once per process (no OpenSSL, no C build).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 impl Prober {
     pub fn new(secrets: Vec<SecretString>) -> anyhow::Result<Prober> {
-        install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("openai-watch/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
@@ -89,11 +86,11 @@ impl Prober {
     /// Probes `kind` of `target` once. Never fails: every outcome is an `Observation`.
     #[tracing::instrument(skip_all, fields(target = %target.name(), probe = %kind))]
     pub async fn probe(&self, target: &Target, kind: ProbeKind, model: &str) -> Observation {
-        let at_ms = unix_ms(SystemTime::now());
+        let at_ms = crate::clock::now_ms();
         let started = Instant::now();
         let outcome =
             tokio::time::timeout(target.timeout(), self.exchange(target, kind, model)).await;
-        let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let latency_ms = crate::clock::millis(started.elapsed());
         let mut obs = Observation {
             at_ms,
             target: target.name().clone(),
@@ -101,7 +98,7 @@ impl Prober {
             latency_ms,
             http_status: None,
             transport_error: None,
-            entry: catalog::classify_transport(TransportError::Timeout),
+            entry: catalog::classify_transport(TransportErrorKind::Timeout),
             message: None,
             request_id: None,
             rate_limits: RateLimits::default(),
@@ -109,16 +106,16 @@ impl Prober {
         };
         match outcome {
             Err(_elapsed) => {
-                obs.transport_error = Some("timeout");
+                obs.transport_error = Some(TransportErrorKind::Timeout);
                 obs.message = Some(format!(
                     "no complete answer within {}",
                     humantime::format_duration(target.timeout())
                 ));
             }
             Ok(Err(e)) => {
-                let (kind, entry) = transport_kind(&e);
+                let kind = transport_kind(&e);
                 obs.transport_error = Some(kind);
-                obs.entry = entry;
+                obs.entry = catalog::classify_transport(kind);
                 obs.message = Some(self.mask(&error_chain(&e)));
             }
             Ok(Ok(answer)) => {
@@ -214,11 +211,6 @@ struct Answer {
     redirect_to: Option<String>,
 }
 
-pub fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
@@ -266,65 +258,42 @@ pub fn retry_after(h: &HeaderMap, now: SystemTime) -> Option<Duration> {
     from_ms.or_else(from_header).map(|d| d.min(MAX_RETRY_AFTER))
 }
 
-fn transport_kind(e: &reqwest::Error) -> (&'static str, &'static Entry) {
+fn transport_kind(e: &reqwest::Error) -> TransportErrorKind {
     if e.is_timeout() {
-        return (
-            "timeout",
-            catalog::classify_transport(TransportError::Timeout),
-        );
+        return TransportErrorKind::Timeout;
     }
-    let chain = error_chain(e).to_ascii_lowercase();
-    let mut kind = "connect";
+    let mut kind = TransportErrorKind::Connect;
     let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             kind = match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => "refused",
+                std::io::ErrorKind::ConnectionRefused => TransportErrorKind::Refused,
                 std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
-                    "reset"
+                    TransportErrorKind::Reset
                 }
-                std::io::ErrorKind::TimedOut => "timeout",
+                std::io::ErrorKind::TimedOut => TransportErrorKind::Timeout,
                 _ => kind,
             };
         }
         source = s.source();
     }
-    if kind == "connect" {
+    if kind == TransportErrorKind::Connect {
+        let chain = error_chain(e).to_ascii_lowercase();
         if chain.contains("dns")
             || chain.contains("failed to lookup")
             || chain.contains("name or service not known")
         {
-            kind = "dns";
+            kind = TransportErrorKind::Dns;
         } else if chain.contains("certificate")
             || chain.contains("tls")
             || chain.contains("handshake")
         {
-            kind = "tls";
+            kind = TransportErrorKind::Tls;
         } else if !e.is_connect() {
-            kind = "reset";
+            kind = TransportErrorKind::Reset;
         }
     }
-    let entry = if kind == "timeout" {
-        catalog::classify_transport(TransportError::Timeout)
-    } else {
-        catalog::classify_transport(TransportError::Connect)
-    };
-    (kind, entry)
-}
-
-/// The error and its causes on one line, e.g. "error sending request: dns error: …".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
+    kind
 }
 
 #[cfg(test)]

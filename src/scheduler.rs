@@ -78,7 +78,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(health.beat_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        health.beat(crate::probe::unix_ms(std::time::SystemTime::now()));
+        health.beat(crate::clock::unix_ms(std::time::SystemTime::now()));
         let next = due.peek().map(|Reverse((at, _))| *at);
         tokio::select! {
             biased;

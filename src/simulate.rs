@@ -132,7 +132,7 @@ impl SimState {
             log.remove(0);
         }
         log.push(RequestLog {
-            at_ms: crate::probe::unix_ms(SystemTime::now()),
+            at_ms: crate::clock::unix_ms(SystemTime::now()),
             method: method.to_string(),
             path: path.to_string(),
             scenario: scenario.to_string(),

@@ -1,5 +1,6 @@
 //! The email channel: SMTP through lettre (rustls), a text and an HTML part, threading headers.
 
+use super::message::MessageKind;
 use super::{Delivery, SendError};
 use crate::config::{self, Email, SmtpTls};
 use crate::notify::message::Alert;
@@ -20,15 +21,13 @@ pub struct EmailChannel {
 
 impl EmailChannel {
     pub fn new(cfg: &Email) -> anyhow::Result<EmailChannel> {
-        crate::probe::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let from: Mailbox = cfg
             .from
-            .get_ref()
             .parse()
             .map_err(|e| anyhow::anyhow!("alerts.email.from: {e}"))?;
         let to = cfg
             .to
-            .get_ref()
             .iter()
             .map(|a| {
                 a.parse::<Mailbox>()
@@ -80,13 +79,14 @@ impl EmailChannel {
             builder = builder.to(to.clone());
         }
         // The first message about a lone incident is the thread's root; later ones reply to it.
-        let single_firing = alert.kind == "firing" && alert.incidents.len() == 1;
+        let single_firing = alert.kind == MessageKind::Firing && alert.incidents.len() == 1;
         builder = if single_firing {
             builder.message_id(Some(roots[0].clone()))
         } else {
             let own = format!(
                 "<alert-{}-{}@{domain}>",
-                alert.kind, delivery.first_event_id
+                alert.kind.as_str(),
+                delivery.first_event_id
             );
             let mut b = builder.message_id(Some(own));
             if !roots.is_empty() {
@@ -107,7 +107,7 @@ impl EmailChannel {
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let text = crate::probe::error_chain(&e);
+                let text = crate::error_chain::error_chain(&e);
                 if e.is_permanent() {
                     Err(SendError::permanent(text))
                 } else {

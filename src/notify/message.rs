@@ -2,6 +2,7 @@
 //! text. One message may cover several incidents (grouping), one per affected target.
 
 use crate::catalog;
+use crate::domain::{Category, EventKind, ProbeKind};
 use crate::store::IncidentRow;
 use crate::timefmt::rfc3339;
 use askama::Template;
@@ -13,8 +14,8 @@ pub struct IncidentView {
     pub id: i64,
     pub target: String,
     pub base_url: String,
-    pub probe: String,
-    pub category: String,
+    pub probe: ProbeKind,
+    pub category: Category,
     pub error_id: String,
     pub title: String,
     pub http_status: Option<i64>,
@@ -37,8 +38,8 @@ impl IncidentView {
             id: row.id,
             target: row.target.clone(),
             base_url: base_url.to_string(),
-            probe: row.probe.clone(),
-            category: row.category.clone(),
+            probe: row.probe,
+            category: row.category,
             error_id: row.last_error_id.clone(),
             title: entry.map_or_else(|| row.last_error_id.clone(), |e| e.title.to_string()),
             http_status: row.http_status,
@@ -64,12 +65,43 @@ impl IncidentView {
     }
 }
 
+/// What a message is about: an outbox event, or a test of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Firing,
+    Reminder,
+    Resolved,
+    Test,
+}
+
+impl From<EventKind> for MessageKind {
+    fn from(k: EventKind) -> Self {
+        match k {
+            EventKind::Firing => MessageKind::Firing,
+            EventKind::Reminder => MessageKind::Reminder,
+            EventKind::Resolved => MessageKind::Resolved,
+        }
+    }
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Firing => "firing",
+            MessageKind::Reminder => "reminder",
+            MessageKind::Resolved => "resolved",
+            MessageKind::Test => "test",
+        }
+    }
+}
+
 /// An alert: one event kind and category, one or more incidents.
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {
     /// `firing`, `reminder`, `resolved`, or `test`.
-    pub kind: String,
-    pub category: String,
+    pub kind: MessageKind,
+    pub category: Category,
     pub incidents: Vec<IncidentView>,
     /// Where the dashboard is, for the footer.
     pub dashboard_url: String,
@@ -79,11 +111,11 @@ pub struct Alert {
 
 impl Alert {
     fn label(&self) -> &'static str {
-        match self.kind.as_str() {
-            "firing" => "FIRING",
-            "reminder" => "STILL FIRING",
-            "resolved" => "RESOLVED",
-            _ => "TEST",
+        match self.kind {
+            MessageKind::Firing => "FIRING",
+            MessageKind::Reminder => "STILL FIRING",
+            MessageKind::Resolved => "RESOLVED",
+            MessageKind::Test => "TEST",
         }
     }
 
@@ -104,10 +136,10 @@ impl Alert {
 
     pub fn text(&self) -> String {
         let mut out = String::new();
-        let verb = match self.kind.as_str() {
-            "resolved" => "has recovered",
-            "test" => "is a test of this alert channel",
-            _ => "is failing",
+        let verb = match self.kind {
+            MessageKind::Resolved => "has recovered",
+            MessageKind::Test => "is a test of this alert channel",
+            MessageKind::Firing | MessageKind::Reminder => "is failing",
         };
         out.push_str(&format!(
             "{} {verb}.\n",
@@ -211,9 +243,9 @@ mod tests {
         let row = IncidentRow {
             id: 7,
             target: "prod".into(),
-            category: "quota".into(),
+            category: Category::Quota,
             location: "fra-1".into(),
-            probe: "chat".into(),
+            probe: ProbeKind::Chat,
             first_error_id: "insufficient_quota".into(),
             last_error_id: "insufficient_quota".into(),
             http_status: Some(429),
@@ -225,8 +257,8 @@ mod tests {
             request_id: Some("req_1".into()),
         };
         Alert {
-            kind: "firing".into(),
-            category: "quota".into(),
+            kind: MessageKind::Firing,
+            category: Category::Quota,
             incidents: vec![IncidentView::new(
                 &row,
                 "https://api.openai.com/v1",

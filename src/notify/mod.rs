@@ -6,15 +6,16 @@ pub mod email;
 pub mod message;
 pub mod webhook;
 
-use crate::catalog::Category;
-use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::clock::{millis, now_ms};
+use crate::config::{Config, Email};
+use crate::domain::{Category, EventKind, ProbeKind};
+use crate::metrics::{AlertResult, Metrics};
 use crate::redact;
-use crate::store::{IncidentRow, PendingDelivery, Routing, Store, StoreError};
-use message::{Alert, IncidentView};
+use crate::store::{ChannelRoute, IncidentRow, PendingDelivery, Routing, Store, StoreError};
+use message::{Alert, IncidentView, MessageKind};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -80,33 +81,22 @@ pub fn backoff(attempts: u32) -> Duration {
 /// Routing of the config: the channels in order, each with the categories it is told about.
 pub fn routing(config: &Config) -> Routing {
     let alerts = &config.alerts;
-    let mut channels = Vec::new();
-    if let Some(email) = &alerts.email {
-        channels.push((
-            "email".to_string(),
-            email
-                .categories
-                .clone()
-                .unwrap_or_else(|| alerts.categories.clone()),
-        ));
-    }
-    for (name, hook) in alerts
-        .channel_names()
-        .into_iter()
-        .filter(|n| n != "email")
-        .zip(&alerts.webhook)
-    {
-        channels.push((
-            name,
-            hook.categories
-                .clone()
-                .unwrap_or_else(|| alerts.categories.clone()),
-        ));
-    }
+    let route = |name: &str, categories: &Option<Vec<Category>>| ChannelRoute {
+        name: name.to_string(),
+        categories: categories
+            .clone()
+            .unwrap_or_else(|| alerts.categories.clone()),
+    };
+    let channels = alerts
+        .email
+        .iter()
+        .map(|e| route(Email::NAME, &e.categories))
+        .chain(alerts.webhook.iter().map(|w| route(&w.name, &w.categories)))
+        .collect();
     Routing {
         channels,
         send_resolved: alerts.send_resolved,
-        group_wait_ms: millis(alerts.group_wait.0),
+        group_wait_ms: millis(alerts.group_wait),
     }
 }
 
@@ -115,27 +105,17 @@ pub fn channels(config: &Config) -> anyhow::Result<Vec<(String, Channel)>> {
     let mut out = Vec::new();
     if let Some(e) = &config.alerts.email {
         out.push((
-            "email".to_string(),
+            Email::NAME.to_string(),
             Channel::Email(email::EmailChannel::new(e)?),
         ));
     }
-    let names = config
-        .alerts
-        .channel_names()
-        .into_iter()
-        .filter(|n| n != "email");
-    for (name, hook) in names.zip(&config.alerts.webhook) {
-        out.push((name, Channel::Webhook(webhook::WebhookChannel::new(hook)?)));
+    for hook in &config.alerts.webhook {
+        out.push((
+            hook.name.clone(),
+            Channel::Webhook(webhook::WebhookChannel::new(hook)?),
+        ));
     }
     Ok(out)
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-pub fn now_ms() -> i64 {
-    crate::probe::unix_ms(SystemTime::now())
 }
 
 /// Turns incident rows into alerts: knows the targets' base URLs and the dashboard's address.
@@ -159,10 +139,10 @@ impl Renderer {
     }
 
     /// Builds the message for a group of incidents.
-    pub fn alert(&self, kind: &str, category: &str, rows: &[IncidentRow]) -> Alert {
+    pub fn alert(&self, kind: MessageKind, category: Category, rows: &[IncidentRow]) -> Alert {
         Alert {
-            kind: kind.to_string(),
-            category: category.to_string(),
+            kind,
+            category,
             incidents: rows
                 .iter()
                 .map(|r| {
@@ -184,11 +164,15 @@ fn mask(secrets: &[secrecy::SecretString], text: &str) -> String {
     redact::clean_message(text, &secrets)
 }
 
+/// What one channel did with a test message.
+#[derive(Debug)]
+pub struct TestOutcome {
+    pub channel: String,
+    pub result: Result<(), SendError>,
+}
+
 /// `alert test`: sends a test message through each channel (or the one named).
-pub async fn test(
-    config: &Config,
-    only: Option<&str>,
-) -> anyhow::Result<Vec<(String, Result<(), SendError>)>> {
+pub async fn test(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<TestOutcome>> {
     let channels = channels(config)?;
     let renderer = Renderer::new(config);
     let secrets = config.secrets();
@@ -196,9 +180,9 @@ pub async fn test(
     let row = IncidentRow {
         id: 0,
         target: "test".into(),
-        category: Category::Auth.as_str().into(),
+        category: Category::Auth,
         location: config.location(),
-        probe: "models".into(),
+        probe: ProbeKind::Models,
         first_error_id: "invalid_api_key".into(),
         last_error_id: "invalid_api_key".into(),
         http_status: Some(401),
@@ -211,22 +195,30 @@ pub async fn test(
         ),
         request_id: None,
     };
-    let alert = renderer.alert("test", "auth", &[row]);
+    let alert = renderer.alert(MessageKind::Test, Category::Auth, &[row]);
     let mut out = Vec::new();
     for (name, channel) in &channels {
         if only.is_some_and(|o| o != name) {
             continue;
         }
         let result = channel.send(&alert, &Delivery { first_event_id: 0 }).await;
-        out.push((
-            name.clone(),
-            result.map_err(|e| SendError {
+        out.push(TestOutcome {
+            channel: name.clone(),
+            result: result.map_err(|e| SendError {
                 message: mask(&secrets, &e.message),
                 ..e
             }),
-        ));
+        });
     }
     Ok(out)
+}
+
+/// Events grouped into one message: same channel, same kind, same category.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct GroupKey {
+    channel: String,
+    kind: EventKind,
+    category: Category,
 }
 
 /// The outbox worker.
@@ -249,8 +241,8 @@ impl Notifier {
             metrics,
             channels: channels(config)?,
             renderer: Renderer::new(config),
-            reminder_ms: millis(config.alerts.reminder_interval.0),
-            group_wait_ms: millis(config.alerts.group_wait.0),
+            reminder_ms: millis(config.alerts.reminder_interval),
+            group_wait_ms: millis(config.alerts.group_wait),
             secrets: config.secrets(),
             wake: Arc::new(Notify::new()),
         })
@@ -267,15 +259,27 @@ impl Notifier {
             .pending_deliveries(now.saturating_add(self.group_wait_ms))
             .await?;
         // Group by (channel, kind, category); a group goes out when its earliest member is due.
-        let mut groups: BTreeMap<(String, String, String), Vec<PendingDelivery>> = BTreeMap::new();
+        let mut groups: BTreeMap<GroupKey, Vec<PendingDelivery>> = BTreeMap::new();
         for d in pending {
             groups
-                .entry((d.channel.clone(), d.kind.clone(), d.category.clone()))
+                .entry(GroupKey {
+                    channel: d.channel.clone(),
+                    kind: d.kind,
+                    category: d.category,
+                })
                 .or_default()
                 .push(d);
         }
         let mut sent = 0;
-        for ((channel_name, kind, category), members) in groups {
+        for (
+            GroupKey {
+                channel: channel_name,
+                kind,
+                category,
+            },
+            members,
+        ) in groups
+        {
             if members
                 .iter()
                 .map(|d| d.next_attempt_at_ms)
@@ -296,7 +300,7 @@ impl Notifier {
             let mut incident_ids: Vec<i64> = members.iter().map(|d| d.incident_id).collect();
             incident_ids.dedup();
             let rows = self.store.incidents_by_id(&incident_ids).await?;
-            let alert = self.renderer.alert(&kind, &category, &rows);
+            let alert = self.renderer.alert(kind.into(), category, &rows);
             let delivery = Delivery {
                 first_event_id: members[0].event_id,
             };
@@ -312,7 +316,7 @@ impl Notifier {
             match outcome {
                 Ok(()) => {
                     self.store.mark_sent(&ids, now_ms()).await?;
-                    self.metrics.alert(&channel_name, "sent");
+                    self.metrics.alert(&channel_name, AlertResult::Sent);
                     sent += 1;
                     tracing::info!(channel = %channel_name, event = %kind, %category, targets = alert.incidents.len(), "alert sent");
                 }
@@ -327,8 +331,14 @@ impl Notifier {
                     self.store
                         .mark_attempt_failed(&ids, (!give_up).then_some(next), &error)
                         .await?;
-                    self.metrics
-                        .alert(&channel_name, if give_up { "failed" } else { "retry" });
+                    self.metrics.alert(
+                        &channel_name,
+                        if give_up {
+                            AlertResult::Failed
+                        } else {
+                            AlertResult::Retry
+                        },
+                    );
                     if give_up {
                         tracing::error!(channel = %channel_name, event = %kind, %category, attempts, error = %error, "alert delivery failed for good");
                     } else {
@@ -349,8 +359,8 @@ impl Notifier {
             }
         }
         self.renderer = Renderer::new(config);
-        self.reminder_ms = millis(config.alerts.reminder_interval.0);
-        self.group_wait_ms = millis(config.alerts.group_wait.0);
+        self.reminder_ms = millis(config.alerts.reminder_interval);
+        self.group_wait_ms = millis(config.alerts.group_wait);
         self.secrets = config.secrets();
     }
 

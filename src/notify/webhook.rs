@@ -13,7 +13,7 @@ pub struct WebhookChannel {
 
 impl WebhookChannel {
     pub fn new(cfg: &Webhook) -> anyhow::Result<WebhookChannel> {
-        crate::probe::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("openai-watch/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(30))
@@ -41,7 +41,7 @@ impl WebhookChannel {
             .map_err(|e| {
                 SendError::temporary(format!(
                     "webhook request failed: {}",
-                    crate::probe::error_chain(&e.without_url())
+                    crate::error_chain::error_chain(&e.without_url())
                 ))
             })?;
         let status = response.status();

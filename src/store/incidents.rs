@@ -2,9 +2,9 @@
 //! together with the incident changes and alert events they cause.
 
 use super::{Store, StoreError};
-use crate::catalog::Category;
 use crate::config::Detection;
 use crate::detect::{self, TargetState, Transition};
+use crate::domain::{Category, DeliveryState, EventKind, ProbeKind};
 use crate::probe::Observation;
 use serde::Serialize;
 use sqlx::{Row, SqliteConnection};
@@ -13,8 +13,7 @@ use std::collections::HashMap;
 /// Which channels an event of a category goes to, and how events are grouped.
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
-    /// (channel name, categories it is notified of).
-    pub channels: Vec<(String, Vec<Category>)>,
+    pub channels: Vec<ChannelRoute>,
     pub send_resolved: bool,
     pub group_wait_ms: i64,
 }
@@ -23,10 +22,17 @@ impl Routing {
     pub fn channels_for(&self, category: Category) -> Vec<&str> {
         self.channels
             .iter()
-            .filter(|(_, cats)| cats.contains(&category))
-            .map(|(name, _)| name.as_str())
+            .filter(|c| c.categories.contains(&category))
+            .map(|c| c.name.as_str())
             .collect()
     }
+}
+
+/// A channel and the categories it is notified of.
+#[derive(Debug, Clone)]
+pub struct ChannelRoute {
+    pub name: String,
+    pub categories: Vec<Category>,
 }
 
 /// An incident as stored.
@@ -34,9 +40,9 @@ impl Routing {
 pub struct IncidentRow {
     pub id: i64,
     pub target: String,
-    pub category: String,
+    pub category: Category,
     pub location: String,
-    pub probe: String,
+    pub probe: ProbeKind,
     pub first_error_id: String,
     pub last_error_id: String,
     pub http_status: Option<i64>,
@@ -54,10 +60,19 @@ const INCIDENT_COLUMNS: &str = "id, target, category, location, probe, first_err
 /// What a recorded batch changed.
 #[derive(Debug, Default)]
 pub struct Recorded {
-    /// (target, transition) in order; `Seen` transitions left out.
-    pub changes: Vec<(String, Transition, i64)>,
+    /// Incidents opened and resolved, in order.
+    pub changes: Vec<IncidentChange>,
     /// Alert events written to the outbox.
     pub events: usize,
+}
+
+/// An incident that opened or resolved.
+#[derive(Debug, Clone)]
+pub struct IncidentChange {
+    pub target: String,
+    pub incident_id: i64,
+    /// `Opened` or `Resolved`.
+    pub transition: Transition,
 }
 
 impl Store {
@@ -115,8 +130,13 @@ impl Store {
                 let events = apply(&mut tx, location, o, t, routing).await?;
                 recorded.events += events;
                 if !matches!(t, Transition::Seen { .. }) {
-                    let id = open_or_last_id(&mut tx, o.target.as_str(), category_of(t)).await?;
-                    recorded.changes.push((o.target.to_string(), t, id));
+                    let incident_id =
+                        open_or_last_id(&mut tx, o.target.as_str(), category_of(t)).await?;
+                    recorded.changes.push(IncidentChange {
+                        target: o.target.to_string(),
+                        incident_id,
+                        transition: t,
+                    });
                 }
             }
             if !touched.contains(&o.target.as_str()) {
@@ -143,13 +163,12 @@ impl Store {
         now_ms: i64,
         window_ms: i64,
     ) -> Result<HashMap<String, TargetState>, StoreError> {
-        let rows = sqlx::query("select target, state from detector_state")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("select target, state from detector_state")
+                .fetch_all(&self.pool)
+                .await?;
         let mut out = HashMap::new();
-        for row in rows {
-            let target: String = row.get(0);
-            let json: String = row.get(1);
+        for (target, json) in rows {
             match serde_json::from_str::<TargetState>(&json) {
                 Ok(state) => {
                     out.insert(target, state);
@@ -159,21 +178,75 @@ impl Store {
                 }
             }
         }
-        let recent = sqlx::query(
+        let recent: Vec<(String, i64, Category)> = sqlx::query_as(
             "select target, at_ms, category from probes where at_ms > ? order by at_ms, id",
         )
         .bind(now_ms.saturating_sub(window_ms))
         .fetch_all(&self.pool)
         .await?;
-        for row in recent {
-            let target: String = row.get(0);
-            let category = Category::parse(row.get::<&str, _>(2)).unwrap_or(Category::Unknown);
+        for (target, at_ms, category) in recent {
             out.entry(target)
                 .or_default()
                 .window
-                .push_back((row.get(1), category));
+                .push_back((at_ms, category));
         }
         Ok(out)
+    }
+
+    /// How many incidents are open.
+    pub async fn count_open_incidents(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) =
+            sqlx::query_as("select count(*) from incidents where resolved_at_ms is null")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n)
+    }
+
+    /// Resolves every open incident of a target that is no longer configured, with the
+    /// resolved alerts the routing asks for, and forgets its detector state. Returns the
+    /// incidents resolved.
+    pub async fn resolve_removed_target(
+        &self,
+        target: &str,
+        at_ms: i64,
+        routing: &Routing,
+    ) -> Result<Recorded, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let open: Vec<(Category,)> = sqlx::query_as(
+            "select category from incidents where target = ? and resolved_at_ms is null",
+        )
+        .bind(target)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut recorded = Recorded::default();
+        for (category,) in open {
+            if let Some((incident_id, events)) =
+                resolve(&mut tx, target, category, at_ms, routing).await?
+            {
+                recorded.events += events;
+                recorded.changes.push(IncidentChange {
+                    target: target.to_string(),
+                    incident_id,
+                    transition: Transition::Resolved { category },
+                });
+            }
+        }
+        sqlx::query("delete from detector_state where target = ?")
+            .bind(target)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    /// Targets that have an open incident.
+    pub async fn targets_with_open_incidents(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "select distinct target from incidents where resolved_at_ms is null order by target",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(t,)| t).collect())
     }
 
     /// Open incidents, oldest first.
@@ -239,12 +312,12 @@ async fn open_or_last_id(
     target: &str,
     category: Category,
 ) -> Result<i64, StoreError> {
-    let row = sqlx::query("select id from incidents where target = ? and category = ? order by (resolved_at_ms is null) desc, id desc limit 1")
+    let (id,): (i64,) = sqlx::query_as("select id from incidents where target = ? and category = ? order by (resolved_at_ms is null) desc, id desc limit 1")
         .bind(target)
-        .bind(category.as_str())
+        .bind(category)
         .fetch_one(&mut *tx)
         .await?;
-    Ok(row.get(0))
+    Ok(id)
 }
 
 /// Applies one transition to the incidents table and writes its alert events; returns how
@@ -268,9 +341,9 @@ async fn apply(
                  values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id",
             )
             .bind(o.target.as_str())
-            .bind(category.as_str())
+            .bind(category)
             .bind(location)
-            .bind(o.kind.as_str())
+            .bind(o.kind)
             .bind(o.entry.id)
             .bind(o.entry.id)
             .bind(o.http_status.map(i64::from))
@@ -286,7 +359,7 @@ async fn apply(
             insert_event(
                 tx,
                 id,
-                "firing",
+                EventKind::Firing,
                 category,
                 o.at_ms,
                 routing.group_wait_ms,
@@ -306,56 +379,68 @@ async fn apply(
             .bind(o.message.as_deref())
             .bind(o.request_id.as_deref())
             .bind(o.target.as_str())
-            .bind(category.as_str())
+            .bind(category)
             .execute(&mut *tx)
             .await?;
             Ok(0)
         }
         Transition::Resolved { category } => {
-            let row = sqlx::query(
-                "update incidents set resolved_at_ms = ? where target = ? and category = ? and resolved_at_ms is null returning id",
-            )
-            .bind(o.at_ms)
-            .bind(o.target.as_str())
-            .bind(category.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else { return Ok(0) };
-            let id: i64 = row.get(0);
-            if !routing.send_resolved {
-                return Ok(0);
-            }
-            // A resolved message goes where the firing message went, and only there.
-            let channels: Vec<String> = sqlx::query(
-                "select distinct d.channel from alert_deliveries d join alert_events e on e.id = d.event_id \
-                 where e.incident_id = ? and e.kind = 'firing'",
-            )
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-            let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
-            insert_event(
-                tx,
-                id,
-                "resolved",
-                category,
-                o.at_ms,
-                routing.group_wait_ms,
-                &channels,
-            )
-            .await
+            Ok(resolve(tx, o.target.as_str(), category, o.at_ms, routing)
+                .await?
+                .map_or(0, |(_, events)| events))
         }
     }
+}
+
+/// Resolves the open incident of (target, category), if any, writing its resolved event;
+/// returns the incident's id and the number of events written.
+async fn resolve(
+    tx: &mut SqliteConnection,
+    target: &str,
+    category: Category,
+    at_ms: i64,
+    routing: &Routing,
+) -> Result<Option<(i64, usize)>, StoreError> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "update incidents set resolved_at_ms = ? where target = ? and category = ? and resolved_at_ms is null returning id",
+    )
+    .bind(at_ms)
+    .bind(target)
+    .bind(category)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((id,)) = row else { return Ok(None) };
+    if !routing.send_resolved {
+        return Ok(Some((id, 0)));
+    }
+    // A resolved message goes where the firing message went, and only there.
+    let channels: Vec<(String,)> = sqlx::query_as(
+        "select distinct d.channel from alert_deliveries d join alert_events e on e.id = d.event_id \
+         where e.incident_id = ? and e.kind = ?",
+    )
+    .bind(id)
+    .bind(EventKind::Firing)
+    .fetch_all(&mut *tx)
+    .await?;
+    let channels: Vec<&str> = channels.iter().map(|(c,)| c.as_str()).collect();
+    let events = insert_event(
+        tx,
+        id,
+        EventKind::Resolved,
+        category,
+        at_ms,
+        routing.group_wait_ms,
+        &channels,
+    )
+    .await?;
+    Ok(Some((id, events)))
 }
 
 /// Writes an alert event and one pending delivery per channel; nothing when no channel wants it.
 pub(super) async fn insert_event(
     tx: &mut SqliteConnection,
     incident_id: i64,
-    kind: &str,
+    kind: EventKind,
     category: Category,
     at_ms: i64,
     group_wait_ms: i64,
@@ -364,22 +449,23 @@ pub(super) async fn insert_event(
     if channels.is_empty() {
         return Ok(0);
     }
-    let due = at_ms + group_wait_ms;
+    let due = at_ms.saturating_add(group_wait_ms);
     let row = sqlx::query(
         "insert into alert_events (incident_id, kind, category, created_at_ms, due_at_ms) values (?, ?, ?, ?, ?) returning id",
     )
     .bind(incident_id)
     .bind(kind)
-    .bind(category.as_str())
+    .bind(category)
     .bind(at_ms)
     .bind(due)
     .fetch_one(&mut *tx)
     .await?;
     let event_id: i64 = row.get(0);
     for channel in channels {
-        sqlx::query("insert into alert_deliveries (event_id, channel, state, next_attempt_at_ms) values (?, ?, 'pending', ?)")
+        sqlx::query("insert into alert_deliveries (event_id, channel, state, next_attempt_at_ms) values (?, ?, ?, ?)")
             .bind(event_id)
             .bind(channel)
+            .bind(DeliveryState::Pending)
             .bind(due)
             .execute(&mut *tx)
             .await?;

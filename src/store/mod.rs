@@ -7,9 +7,9 @@ mod outbox;
 mod probes;
 mod retention;
 
-pub use incidents::{IncidentRow, Recorded, Routing};
-pub use outbox::{DeliveryCounts, DeliveryRow, PendingDelivery};
-pub use probes::{HOUR_MS, ProbeRow, RollupRow};
+pub use incidents::{ChannelRoute, IncidentChange, IncidentRow, Recorded, Routing};
+pub use outbox::{DeliveryCounts, DeliveryRow, FailedDelivery, PendingDelivery};
+pub use probes::{DayCount, HOUR_MS, ProbeRow, RollupRow, TargetRollup};
 pub use retention::PRUNE_BATCH;
 
 use sqlx::SqlitePool;

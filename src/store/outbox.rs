@@ -3,7 +3,7 @@
 
 use super::incidents::insert_event;
 use super::{Store, StoreError};
-use crate::catalog::Category;
+use crate::domain::{Category, DeliveryState, EventKind};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -14,8 +14,8 @@ pub struct PendingDelivery {
     pub event_id: i64,
     pub incident_id: i64,
     pub channel: String,
-    pub kind: String,
-    pub category: String,
+    pub kind: EventKind,
+    pub category: Category,
     pub created_at_ms: i64,
     pub attempts: i64,
     pub next_attempt_at_ms: i64,
@@ -25,8 +25,29 @@ pub struct PendingDelivery {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DeliveryCounts {
     pub channel: String,
-    pub state: String,
+    pub state: DeliveryState,
     pub count: i64,
+}
+
+/// A delivery given up on, for `status`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FailedDelivery {
+    pub channel: String,
+    pub incident_id: i64,
+    /// The channel's last answer.
+    pub error: String,
+}
+
+/// The latest firing or reminder event of an open incident: when a reminder is due.
+#[derive(Debug, sqlx::FromRow)]
+struct LastNotice {
+    incident_id: i64,
+    category: Category,
+    event_id: i64,
+    created_at_ms: i64,
+    sent_at_ms: Option<i64>,
+    /// Deliveries of that event still pending.
+    pending: i64,
 }
 
 impl Store {
@@ -39,8 +60,9 @@ impl Store {
             "select d.id as delivery_id, d.event_id, e.incident_id, d.channel, e.kind, e.category, e.created_at_ms, \
              d.attempts, d.next_attempt_at_ms \
              from alert_deliveries d join alert_events e on e.id = d.event_id \
-             where d.state = 'pending' and d.next_attempt_at_ms <= ? order by d.next_attempt_at_ms, d.id",
+             where d.state = ? and d.next_attempt_at_ms <= ? order by d.next_attempt_at_ms, d.id",
         )
+        .bind(DeliveryState::Pending)
         .bind(horizon_ms)
         .fetch_all(&self.pool)
         .await?)
@@ -48,11 +70,11 @@ impl Store {
 
     /// When the next pending delivery is due, if any.
     pub async fn next_delivery_at(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
-            "select min(next_attempt_at_ms) from alert_deliveries where state = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("select min(next_attempt_at_ms) from alert_deliveries where state = ?")
+                .bind(DeliveryState::Pending)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(row.get(0))
     }
 
@@ -60,7 +82,8 @@ impl Store {
     pub async fn mark_sent(&self, ids: &[i64], now_ms: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for id in ids {
-            sqlx::query("update alert_deliveries set state = 'sent', attempts = attempts + 1, sent_at_ms = ?, last_error = null where id = ?")
+            sqlx::query("update alert_deliveries set state = ?, attempts = attempts + 1, sent_at_ms = ?, last_error = null where id = ?")
+                .bind(DeliveryState::Sent)
                 .bind(now_ms)
                 .bind(id)
                 .execute(&mut *tx)
@@ -80,8 +103,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for id in ids {
             let (state, next) = match next_ms {
-                Some(next) => ("pending", Some(next)),
-                None => ("failed", None),
+                Some(next) => (DeliveryState::Pending, Some(next)),
+                None => (DeliveryState::Failed, None),
             };
             sqlx::query(
                 "update alert_deliveries set state = ?, attempts = attempts + 1, \
@@ -110,51 +133,39 @@ impl Store {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "select i.id, i.category, e.id, e.created_at_ms, \
-               (select max(sent_at_ms) from alert_deliveries where event_id = e.id), \
-               (select count(*) from alert_deliveries where event_id = e.id and state = 'pending') \
+        let rows = sqlx::query_as::<_, LastNotice>(
+            "select i.id as incident_id, i.category, e.id as event_id, e.created_at_ms, \
+               (select max(sent_at_ms) from alert_deliveries where event_id = e.id) as sent_at_ms, \
+               (select count(*) from alert_deliveries where event_id = e.id and state = ?) as pending \
              from incidents i join alert_events e on e.id = \
-               (select id from alert_events where incident_id = i.id and kind in ('firing', 'reminder') order by id desc limit 1) \
+               (select id from alert_events where incident_id = i.id and kind in (?, ?) order by id desc limit 1) \
              where i.resolved_at_ms is null",
         )
+        .bind(DeliveryState::Pending)
+        .bind(EventKind::Firing)
+        .bind(EventKind::Reminder)
         .fetch_all(&mut *tx)
         .await?;
         let mut count = 0;
-        for row in rows {
-            let (incident, category, event, created, sent, pending): (
-                i64,
-                String,
-                i64,
-                i64,
-                Option<i64>,
-                i64,
-            ) = (
-                row.get(0),
-                row.get(1),
-                row.get(2),
-                row.get(3),
-                row.get(4),
-                row.get(5),
-            );
-            if pending > 0 || now_ms < sent.unwrap_or(created) + interval_ms {
+        for last in rows {
+            let since = last.sent_at_ms.unwrap_or(last.created_at_ms);
+            if last.pending > 0 || now_ms < since.saturating_add(interval_ms) {
                 continue;
             }
             let channels: Vec<String> =
                 sqlx::query("select channel from alert_deliveries where event_id = ?")
-                    .bind(event)
+                    .bind(last.event_id)
                     .fetch_all(&mut *tx)
                     .await?
                     .iter()
                     .map(|r| r.get(0))
                     .collect();
             let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
-            let category = Category::parse(&category).unwrap_or(Category::Unknown);
             count += insert_event(
                 &mut tx,
-                incident,
-                "reminder",
-                category,
+                last.incident_id,
+                EventKind::Reminder,
+                last.category,
                 now_ms,
                 group_wait_ms,
                 &channels,
@@ -175,30 +186,24 @@ impl Store {
     }
 
     /// The last error of failed deliveries, newest first (for `status`).
-    pub async fn failed_deliveries(
-        &self,
-        limit: i64,
-    ) -> Result<Vec<(String, i64, String)>, StoreError> {
-        let rows = sqlx::query(
-            "select d.channel, e.incident_id, coalesce(d.last_error, '') from alert_deliveries d \
-             join alert_events e on e.id = d.event_id where d.state = 'failed' order by d.id desc limit ?",
+    pub async fn failed_deliveries(&self, limit: i64) -> Result<Vec<FailedDelivery>, StoreError> {
+        Ok(sqlx::query_as::<_, FailedDelivery>(
+            "select d.channel, e.incident_id, coalesce(d.last_error, '') as error from alert_deliveries d \
+             join alert_events e on e.id = d.event_id where d.state = ? order by d.id desc limit ?",
         )
+        .bind(DeliveryState::Failed)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+        .await?)
     }
 }
 
 /// One delivery of an alert about an incident, for the incident page.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DeliveryRow {
-    pub kind: String,
+    pub kind: EventKind,
     pub channel: String,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i64,
     pub created_at_ms: i64,
     pub sent_at_ms: Option<i64>,

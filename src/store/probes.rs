@@ -1,6 +1,7 @@
 //! The `probes` table: one row per probe.
 
 use super::{Store, StoreError};
+use crate::domain::{Category, ProbeKind, TransportErrorKind};
 use crate::probe::Observation;
 use serde::Serialize;
 use sqlx::SqliteConnection;
@@ -19,11 +20,11 @@ pub struct ProbeRow {
     pub at_ms: i64,
     pub location: String,
     pub target: String,
-    pub probe: String,
+    pub probe: ProbeKind,
     pub latency_ms: i64,
     pub http_status: Option<i64>,
-    pub transport_error: Option<String>,
-    pub category: String,
+    pub transport_error: Option<TransportErrorKind>,
+    pub category: Category,
     pub error_id: String,
     pub message: Option<String>,
     pub request_id: Option<String>,
@@ -61,11 +62,11 @@ impl Store {
             .bind(o.at_ms)
             .bind(location)
             .bind(o.target.as_str())
-            .bind(o.kind.as_str())
+            .bind(o.kind)
             .bind(o.latency_ms)
             .bind(o.http_status.map(i64::from))
             .bind(o.transport_error)
-            .bind(o.entry.category.as_str())
+            .bind(o.entry.category)
             .bind(o.entry.id)
             .bind(o.message.as_deref())
             .bind(o.request_id.as_deref())
@@ -84,8 +85,8 @@ impl Store {
                  latency_max_ms = max(latency_max_ms, excluded.latency_max_ms)",
             )
             .bind(o.target.as_str())
-            .bind(o.kind.as_str())
-            .bind(o.entry.category.as_str())
+            .bind(o.kind)
+            .bind(o.entry.category)
             .bind(o.at_ms - o.at_ms.rem_euclid(HOUR_MS))
             .bind(o.latency_ms)
             .bind(o.latency_ms)
@@ -114,12 +115,30 @@ impl Store {
 /// Probes of one target, probe kind and category within one hour.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct RollupRow {
-    pub probe: String,
-    pub category: String,
+    /// `None` in the per-day sums of `daily_rollups`, which add up every probe kind.
+    pub probe: Option<ProbeKind>,
+    pub category: Category,
     pub hour_ms: i64,
     pub count: i64,
     pub latency_sum_ms: i64,
     pub latency_max_ms: i64,
+}
+
+/// A rollup and the target it belongs to.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TargetRollup {
+    pub target: String,
+    #[sqlx(flatten)]
+    pub rollup: RollupRow,
+}
+
+/// Probes of one category on one day (UTC), counted from raw rows.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DayCount {
+    /// Days since 1970-01-01.
+    pub day: i64,
+    pub category: Category,
+    pub count: i64,
 }
 
 impl Store {
@@ -185,8 +204,8 @@ impl Store {
                  latency_max_ms = max(latency_max_ms, excluded.latency_max_ms)",
             )
             .bind(target)
-            .bind(&r.probe)
-            .bind(&r.category)
+            .bind(r.probe)
+            .bind(r.category)
             .bind(r.hour_ms)
             .bind(r.count)
             .bind(r.latency_sum_ms)
@@ -218,9 +237,9 @@ impl Store {
         &self,
         target: &str,
         since_ms: i64,
-    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
-        Ok(sqlx::query_as(
-            "select at_ms / 86400000 as day, category, count(*) from probes where target = ? and at_ms >= ? \
+    ) -> Result<Vec<DayCount>, StoreError> {
+        Ok(sqlx::query_as::<_, DayCount>(
+            "select at_ms / 86400000 as day, category, count(*) as count from probes where target = ? and at_ms >= ? \
              group by day, category order by day",
         )
         .bind(target)
@@ -232,7 +251,7 @@ impl Store {
 
 impl Store {
     /// A target's rollups summed per day (UTC) over [from_ms, until_ms): one row per day and
-    /// category, `hour_ms` holding the day's start and `probe` empty.
+    /// category, `hour_ms` holding the day's start and `probe` none.
     pub async fn daily_rollups(
         &self,
         target: &str,
@@ -240,7 +259,7 @@ impl Store {
         until_ms: i64,
     ) -> Result<Vec<RollupRow>, StoreError> {
         Ok(sqlx::query_as::<_, RollupRow>(
-            "select '' as probe, category, (hour_ms / 86400000) * 86400000 as hour_ms, sum(count) as count, \
+            "select null as probe, category, (hour_ms / 86400000) * 86400000 as hour_ms, sum(count) as count, \
              sum(latency_sum_ms) as latency_sum_ms, max(latency_max_ms) as latency_max_ms \
              from rollups where target = ? and hour_ms >= ? and hour_ms < ? group by 3, category order by 3",
         )
@@ -253,35 +272,15 @@ impl Store {
 }
 
 impl Store {
-    /// Every target's rollups from `since_ms` on, as (target, rollup), oldest first.
-    pub async fn all_rollups_since(
-        &self,
-        since_ms: i64,
-    ) -> Result<Vec<(String, RollupRow)>, StoreError> {
-        let rows = sqlx::query(
+    /// Every target's rollups from `since_ms` on, oldest first.
+    pub async fn all_rollups_since(&self, since_ms: i64) -> Result<Vec<TargetRollup>, StoreError> {
+        Ok(sqlx::query_as::<_, TargetRollup>(
             "select target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms from rollups \
              where hour_ms >= ? order by hour_ms",
         )
         .bind(since_ms)
         .fetch_all(&self.pool)
-        .await?;
-        use sqlx::Row as _;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    RollupRow {
-                        probe: r.get(1),
-                        category: r.get(2),
-                        hour_ms: r.get(3),
-                        count: r.get(4),
-                        latency_sum_ms: r.get(5),
-                        latency_max_ms: r.get(6),
-                    },
-                )
-            })
-            .collect())
+        .await?)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::{AppState, Error};
 use crate::catalog;
+use crate::domain::{Category, ProbeKind, TransportErrorKind};
 use crate::store::IncidentRow;
 use crate::timefmt::rfc3339;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -23,7 +24,7 @@ pub fn router() -> Router<Arc<AppState>> {
 
 async fn status(State(state): State<Arc<AppState>>) -> Result<Json<crate::status::Status>, Error> {
     Ok(Json(
-        crate::status::read(&state.config(), &state.store)
+        crate::status::read(&state.config().target_names(), &state.store)
             .await
             .map_err(Error::Internal)?,
     ))
@@ -41,7 +42,7 @@ struct IncidentQuery {
 pub struct ApiIncident {
     pub id: i64,
     pub target: String,
-    pub category: String,
+    pub category: Category,
     pub error_id: String,
     pub http_status: Option<i64>,
     pub opened_at: String,
@@ -58,7 +59,7 @@ impl From<&IncidentRow> for ApiIncident {
         ApiIncident {
             id: r.id,
             target: r.target.clone(),
-            category: r.category.clone(),
+            category: r.category,
             error_id: r.last_error_id.clone(),
             http_status: r.http_status,
             opened_at: rfc3339(r.opened_at_ms),
@@ -80,23 +81,25 @@ async fn incidents(
     query: Result<Query<IncidentQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ApiIncident>>, Error> {
     let Query(q) = query.map_err(bad_query)?;
-    let wanted = q.state.as_deref().unwrap_or("all");
-    if !matches!(wanted, "open" | "resolved" | "all") {
-        return Err(Error::BadRequest(format!(
-            "state must be open, resolved or all, not {wanted:?}"
-        )));
-    }
+    let wanted = match q.state.as_deref().unwrap_or("all") {
+        "open" => Some(true),
+        "resolved" => Some(false),
+        "all" => None,
+        other => {
+            return Err(Error::BadRequest(format!(
+                "state must be open, resolved or all, not {:?}",
+                other.chars().take(64).collect::<String>()
+            )));
+        }
+    };
     if let Some(t) = &q.target {
         known_target(&state, t)?;
     }
     let rows = state.store.all_incidents().await?;
     Ok(Json(
         rows.iter()
-            .filter(|r| match wanted {
-                "open" => r.resolved_at_ms.is_none(),
-                "resolved" => r.resolved_at_ms.is_some(),
-                _ => true,
-            })
+            // `wanted`: Some(true) for open ones, Some(false) for resolved ones, None for all.
+            .filter(|r| wanted.is_none_or(|open| open == r.resolved_at_ms.is_none()))
             .filter(|r| q.target.as_ref().is_none_or(|t| *t == r.target))
             .map(ApiIncident::from)
             .collect(),
@@ -132,11 +135,11 @@ pub struct ApiProbe {
     pub at: String,
     pub location: String,
     pub target: String,
-    pub probe: String,
+    pub probe: ProbeKind,
     pub latency_ms: i64,
     pub http_status: Option<i64>,
-    pub transport_error: Option<String>,
-    pub category: String,
+    pub transport_error: Option<TransportErrorKind>,
+    pub category: Category,
     pub error_id: String,
     pub message: Option<String>,
     pub request_id: Option<String>,

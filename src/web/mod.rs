@@ -116,7 +116,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    match state.health.check(crate::notify::now_ms()) {
+    match state.health.check(crate::clock::now_ms()) {
         Ok(()) => Json(serde_json::json!({ "status": "ok" })).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,

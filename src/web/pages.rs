@@ -4,6 +4,7 @@
 use super::view::{self, IncidentCard, Segment};
 use super::{AppState, Error};
 use crate::catalog;
+use crate::domain::{Category, DeliveryState, EventKind, ProbeKind};
 use crate::store::{DeliveryCounts, HOUR_MS};
 use crate::timefmt::rfc3339;
 use askama::Template;
@@ -53,7 +54,7 @@ struct IndexPage {
     open: Vec<IncidentCard>,
     recent: Vec<IncidentCard>,
     deliveries: Vec<DeliveryCounts>,
-    failures: Vec<(String, i64, String)>,
+    failures: Vec<crate::store::FailedDelivery>,
 }
 
 fn render(page: &impl Template) -> Result<Response, Error> {
@@ -62,16 +63,16 @@ fn render(page: &impl Template) -> Result<Response, Error> {
 }
 
 async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
-    let now = crate::notify::now_ms();
+    let now = crate::clock::now_ms();
     let config = state.config();
-    let (status, latests) = crate::status::read_with_latest(&config, &state.store)
+    let (status, latests) = crate::status::read_with_latest(&config.target_names(), &state.store)
         .await
         .map_err(Error::Internal)?;
     let today = now - now.rem_euclid(24 * HOUR_MS);
     let mut recent_by_target: std::collections::HashMap<String, Vec<crate::store::RollupRow>> =
         std::collections::HashMap::new();
-    for (target, row) in state.store.all_rollups_since(now - 24 * HOUR_MS).await? {
-        recent_by_target.entry(target).or_default().push(row);
+    for r in state.store.all_rollups_since(now - 24 * HOUR_MS).await? {
+        recent_by_target.entry(r.target).or_default().push(r.rollup);
     }
     let (day_frame, quarter_frame) = (view::Frame::day(now), view::Frame::quarter(now));
     let mut targets = Vec::new();
@@ -86,7 +87,7 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
             name: s.name.clone(),
             base_url: t.base_url.to_string(),
             state: s.state.to_string(),
-            category: s.category.clone().unwrap_or_else(|| "none".into()),
+            category: s.category.map_or("none", |c| c.as_str()).to_string(),
             error_id: s.error_id.clone().unwrap_or_default(),
             since: s.since.clone().unwrap_or_default(),
             last_probe_at: s.last_probe_at.clone().unwrap_or_else(|| "never".into()),
@@ -161,8 +162,8 @@ async fn past_days(
 
 struct TimelineRow {
     at: String,
-    probe: String,
-    category: String,
+    probe: ProbeKind,
+    category: Category,
     error_id: String,
     status: String,
     latency_ms: i64,
@@ -171,9 +172,9 @@ struct TimelineRow {
 }
 
 struct AlertRow {
-    kind: String,
+    kind: EventKind,
     channel: String,
-    state: String,
+    state: DeliveryState,
     attempts: i64,
     created_at: String,
     sent_at: String,
@@ -204,7 +205,7 @@ async fn incident(
         .into_iter()
         .next()
         .ok_or_else(|| Error::NotFound(format!("no incident {id}")))?;
-    let until = row.resolved_at_ms.unwrap_or_else(crate::notify::now_ms);
+    let until = row.resolved_at_ms.unwrap_or_else(crate::clock::now_ms);
     let probes = state
         .store
         .probes_between(&row.target, row.opened_at_ms, until, TIMELINE_LIMIT + 1)
@@ -218,9 +219,10 @@ async fn incident(
             probe: p.probe,
             category: p.category,
             error_id: p.error_id,
-            status: p
-                .http_status
-                .map_or_else(|| p.transport_error.unwrap_or_default(), |s| s.to_string()),
+            status: p.http_status.map_or_else(
+                || p.transport_error.map_or("", |k| k.as_str()).to_string(),
+                |s| s.to_string(),
+            ),
             latency_ms: p.latency_ms,
             message: p.message.unwrap_or_default(),
             request_id: p.request_id.unwrap_or_default(),

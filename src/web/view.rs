@@ -1,7 +1,8 @@
 //! What the pages show, computed from the store: status bars from hourly rollups, latency
 //! series, incident views. Plain values; the templates only lay them out.
 
-use crate::catalog::{self, Category};
+use crate::catalog;
+use crate::domain::{Category, ProbeKind};
 use crate::store::{HOUR_MS, IncidentRow, RollupRow};
 use crate::timefmt::rfc3339;
 
@@ -93,7 +94,7 @@ impl Frame {
             .filter(|r| r.hour_ms >= self.first_start)
         {
             let i = ((r.hour_ms - self.first_start) / self.slot_ms) as usize;
-            let category = Category::parse(&r.category).unwrap_or(Category::Unknown);
+            let category = r.category;
             if let Some(slot) = counts.get_mut(i) {
                 match slot.iter_mut().find(|(c, _)| *c == category) {
                     Some((_, n)) => *n += r.count,
@@ -185,7 +186,7 @@ pub fn latency_bars(rollups: &[RollupRow], now_ms: i64) -> (Vec<LatencyBar>, i64
 pub struct IncidentCard {
     pub id: i64,
     pub target: String,
-    pub category: String,
+    pub category: Category,
     pub error_id: String,
     pub title: String,
     pub http_status: String,
@@ -195,7 +196,7 @@ pub struct IncidentCard {
     pub probe_count: i64,
     pub message: String,
     pub request_id: String,
-    pub probe: String,
+    pub probe: ProbeKind,
     pub cause: String,
     pub resolution: String,
 }
@@ -206,7 +207,7 @@ impl From<&IncidentRow> for IncidentCard {
         IncidentCard {
             id: r.id,
             target: r.target.clone(),
-            category: r.category.clone(),
+            category: r.category,
             error_id: r.last_error_id.clone(),
             title: entry.map_or_else(|| r.last_error_id.clone(), |e| e.title.to_string()),
             http_status: r
@@ -218,7 +219,7 @@ impl From<&IncidentRow> for IncidentCard {
             probe_count: r.probe_count,
             message: r.last_message.clone().unwrap_or_default(),
             request_id: r.request_id.clone().unwrap_or_default(),
-            probe: r.probe.clone(),
+            probe: r.probe,
             cause: entry.map_or("", |e| e.cause).to_string(),
             resolution: entry.map_or("", |e| e.resolution).to_string(),
         }
@@ -231,8 +232,8 @@ mod tests {
 
     fn r(hour_ms: i64, category: &str, count: i64) -> RollupRow {
         RollupRow {
-            probe: "models".into(),
-            category: category.into(),
+            probe: Some(crate::domain::ProbeKind::Models),
+            category: Category::parse(category).expect("a category"),
             hour_ms,
             count,
             latency_sum_ms: count * 100,

@@ -1,0 +1,270 @@
+//! The config file as read from TOML (SPEC §3): every section, with the spans that errors
+//! point at and secrets named by where they come from, not yet read. `Document::resolve`
+//! turns this into a `Config`.
+//!
+//! Unknown keys are errors: a typo must never silently switch off alerting.
+
+use super::secrets::SecretSources;
+use super::values::{self, Dur, TargetName};
+use crate::domain::{Category, ProbeKind};
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub agent: Option<Agent>,
+    #[serde(default)]
+    pub storage: Storage,
+    #[serde(default)]
+    pub dashboard: RawDashboard,
+    #[serde(default)]
+    pub detection: Detection,
+    #[serde(default)]
+    pub targets: Vec<RawTarget>,
+    #[serde(default)]
+    pub alerts: RawAlerts,
+}
+
+/// Where this daemon probes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    /// Default: the host name.
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// The SQLite database; relative paths are relative to the working directory.
+    #[serde(deserialize_with = "db_path")]
+    pub path: PathBuf,
+    pub raw_retention: Dur,
+    pub rollup_retention: Dur,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            path: PathBuf::from("openai-watch.db"),
+            raw_retention: Dur(Duration::from_secs(14 * 86_400)),
+            rollup_retention: Dur(Duration::from_secs(400 * 86_400)),
+        }
+    }
+}
+
+fn db_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    let v = PathBuf::deserialize(d)?;
+    if v.as_os_str().is_empty() {
+        return Err(serde::de::Error::custom(
+            "the database path must not be empty",
+        ));
+    }
+    Ok(v)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDashboard {
+    pub listen: SocketAddr,
+    #[serde(deserialize_with = "values::opt_url")]
+    pub public_url: Option<reqwest::Url>,
+    /// Environment variable holding the bearer token / basic-auth password.
+    pub auth_token_env: Option<Spanned<String>>,
+}
+
+impl Default for RawDashboard {
+    fn default() -> Self {
+        RawDashboard {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            auth_token_env: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Detection {
+    pub failure_threshold: NonZeroU32,
+    pub success_threshold: NonZeroU32,
+    #[serde(deserialize_with = "values::positive_dur")]
+    pub window: Dur,
+    #[serde(deserialize_with = "values::ratio")]
+    pub failure_ratio: f64,
+    pub min_samples: NonZeroU32,
+}
+
+impl Default for Detection {
+    fn default() -> Self {
+        Detection {
+            failure_threshold: NonZeroU32::new(3).expect("non-zero"),
+            success_threshold: NonZeroU32::new(2).expect("non-zero"),
+            window: Dur(Duration::from_secs(600)),
+            failure_ratio: 0.5,
+            min_samples: NonZeroU32::new(5).expect("non-zero"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub name: Spanned<TargetName>,
+    #[serde(deserialize_with = "values::url")]
+    pub base_url: reqwest::Url,
+    pub api_key_env: Option<Spanned<String>>,
+    pub api_key_file: Option<Spanned<PathBuf>>,
+    pub api_key_credential: Option<Spanned<String>>,
+    pub organization: Option<String>,
+    pub project: Option<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout: Spanned<Dur>,
+    pub probes: Vec<RawProbe>,
+}
+
+fn default_timeout() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(30)))
+}
+
+impl RawTarget {
+    pub fn key_sources(&self) -> SecretSources {
+        SecretSources {
+            env: self.api_key_env.clone(),
+            file: self.api_key_file.clone(),
+            credential: self.api_key_credential.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub kind: Spanned<ProbeKind>,
+    pub interval: Spanned<Dur>,
+    /// Chat probes only.
+    pub model: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    pub smtp_host: String,
+    pub smtp_port: Option<u16>,
+    #[serde(default = "default_tls")]
+    pub tls: SmtpTls,
+    pub username_env: Option<Spanned<String>>,
+    pub username_file: Option<Spanned<PathBuf>>,
+    pub username_credential: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    pub password_credential: Option<Spanned<String>>,
+    pub from: Spanned<String>,
+    pub to: Spanned<Vec<String>>,
+    /// Extra CA certificate (PEM) to trust for the SMTP server, e.g. a private relay's.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "values::opt_categories")]
+    pub categories: Option<Vec<Category>>,
+}
+
+fn default_tls() -> SmtpTls {
+    SmtpTls::Starttls
+}
+
+impl RawEmail {
+    pub fn username_sources(&self) -> SecretSources {
+        SecretSources {
+            env: self.username_env.clone(),
+            file: self.username_file.clone(),
+            credential: self.username_credential.clone(),
+        }
+    }
+    pub fn password_sources(&self) -> SecretSources {
+        SecretSources {
+            env: self.password_env.clone(),
+            file: self.password_file.clone(),
+            credential: self.password_credential.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    Json,
+    Slack,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Channel name for `alert test --channel`; default `webhook`, `webhook-2`, ….
+    pub name: Option<Spanned<String>>,
+    #[serde(deserialize_with = "values::url")]
+    pub url: reqwest::Url,
+    #[serde(default = "default_webhook_format")]
+    pub format: WebhookFormat,
+    #[serde(default, deserialize_with = "values::opt_categories")]
+    pub categories: Option<Vec<Category>>,
+}
+
+fn default_webhook_format() -> WebhookFormat {
+    WebhookFormat::Json
+}
+
+impl RawWebhook {
+    /// The channel name: as configured, else `webhook` for the first, `webhook-N` after.
+    pub fn channel_name(&self, index: usize) -> String {
+        match &self.name {
+            Some(n) => n.get_ref().clone(),
+            None if index == 0 => "webhook".to_string(),
+            None => format!("webhook-{}", index + 1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAlerts {
+    #[serde(deserialize_with = "values::categories")]
+    pub categories: Vec<Category>,
+    pub reminder_interval: Dur,
+    pub send_resolved: bool,
+    pub group_wait: Dur,
+    pub email: Option<RawEmail>,
+    pub webhook: Vec<RawWebhook>,
+}
+
+impl Default for RawAlerts {
+    fn default() -> Self {
+        RawAlerts {
+            categories: vec![
+                Category::Auth,
+                Category::Quota,
+                Category::Region,
+                Category::Outage,
+                Category::Overload,
+            ],
+            reminder_interval: Dur(Duration::from_secs(4 * 3600)),
+            send_resolved: true,
+            group_wait: Dur(Duration::from_secs(30)),
+            email: None,
+            webhook: Vec::new(),
+        }
+    }
+}

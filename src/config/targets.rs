@@ -1,0 +1,180 @@
+//! `[[targets]]` and their probes: validation of the raw tables and the resolved `Target`.
+
+use super::error::{ConfigError, Source};
+use super::raw::{RawProbe, RawTarget};
+use super::values::TargetName;
+use crate::domain::ProbeKind;
+use secrecy::SecretString;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// The model a chat probe asks for when none is configured.
+pub const DEFAULT_CHAT_MODEL: &str = "gpt-4o-mini";
+
+/// A target to probe, its key read.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: TargetName,
+    pub base_url: reqwest::Url,
+    /// `None` when the target is configured without a key (it is probed without one).
+    pub api_key: Option<SecretString>,
+    pub organization: Option<String>,
+    pub project: Option<String>,
+    pub timeout: Duration,
+    pub probes: Vec<Probe>,
+}
+
+/// One probe of a target.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub kind: ProbeKind,
+    pub interval: Duration,
+    /// The model asked for (chat probes).
+    pub model: String,
+}
+
+impl Target {
+    pub fn name(&self) -> &TargetName {
+        &self.name
+    }
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+    /// `base_url` without a trailing slash, with `path` appended.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}/{}", self.base_url.as_str().trim_end_matches('/'), path)
+    }
+}
+
+impl Probe {
+    pub fn kind(&self) -> ProbeKind {
+        self.kind
+    }
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+}
+
+/// Checks every target: at least one, unique names, a sane timeout, one key source, at least
+/// one probe, each kind once, intervals of 1 s or more, `model` on chat probes only.
+pub(super) fn validate(src: &Source, targets: &[RawTarget]) -> Result<(), ConfigError> {
+    if targets.is_empty() {
+        return Err(src.err_at_end(
+            "targets",
+            "no [[targets]] configured: add at least one target to probe",
+        ));
+    }
+    let mut names = HashSet::new();
+    for (ti, t) in targets.iter().enumerate() {
+        let at = |k: &str| format!("targets[{ti}].{k}");
+        if !names.insert(t.name.get_ref()) {
+            return Err(src.err_at(
+                t.name.span(),
+                at("name"),
+                format!("duplicate target name {:?}", t.name.get_ref().as_str()),
+            ));
+        }
+        let timeout = t.timeout.get_ref().0;
+        if timeout.is_zero() || timeout > Duration::from_secs(600) {
+            return Err(src.err_at(
+                t.timeout.span(),
+                at("timeout"),
+                "timeout must be between 1ms and 10m",
+            ));
+        }
+        t.key_sources().check_one(src, "api_key", &at("api_key"))?;
+        if t.probes.is_empty() {
+            return Err(src.err_at(
+                t.name.span(),
+                at("probes"),
+                "target has no [[targets.probes]]: add a `models` or `chat` probe",
+            ));
+        }
+        let mut kinds = HashSet::new();
+        for (pi, p) in t.probes.iter().enumerate() {
+            validate_probe(
+                src,
+                t,
+                p,
+                &mut kinds,
+                &format!("targets[{ti}].probes[{pi}]"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_probe(
+    src: &Source,
+    t: &RawTarget,
+    p: &RawProbe,
+    kinds: &mut HashSet<ProbeKind>,
+    at: &str,
+) -> Result<(), ConfigError> {
+    let kind = *p.kind.get_ref();
+    if !kinds.insert(kind) {
+        return Err(src.err_at(
+            p.kind.span(),
+            format!("{at}.kind"),
+            format!(
+                "duplicate probe kind {:?} in target {:?}",
+                kind.as_str(),
+                t.name.get_ref().as_str()
+            ),
+        ));
+    }
+    if p.interval.get_ref().0 < Duration::from_secs(1) {
+        return Err(src.err_at(
+            p.interval.span(),
+            format!("{at}.interval"),
+            "interval must be at least 1s",
+        ));
+    }
+    if let Some(model) = &p.model {
+        if kind != ProbeKind::Chat {
+            return Err(src.err_at(
+                model.span(),
+                format!("{at}.model"),
+                "`model` applies to chat probes only",
+            ));
+        }
+        if model.get_ref().trim().is_empty() {
+            return Err(src.err_at(
+                model.span(),
+                format!("{at}.model"),
+                "model must not be empty",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The resolved target: its key read from its source.
+pub(super) fn resolve(src: &Source, index: usize, t: &RawTarget) -> Result<Target, ConfigError> {
+    Ok(Target {
+        name: t.name.get_ref().clone(),
+        base_url: t.base_url.clone(),
+        api_key: t
+            .key_sources()
+            .read(src, &format!("targets[{index}].api_key"))?,
+        organization: t.organization.clone(),
+        project: t.project.clone(),
+        timeout: t.timeout.get_ref().0,
+        probes: t
+            .probes
+            .iter()
+            .map(|p| Probe {
+                kind: *p.kind.get_ref(),
+                interval: p.interval.get_ref().0,
+                model: p
+                    .model
+                    .as_ref()
+                    .map_or(DEFAULT_CHAT_MODEL, |m| m.get_ref().as_str())
+                    .to_string(),
+            })
+            .collect(),
+    })
+}

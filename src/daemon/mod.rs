@@ -1,0 +1,197 @@
+//! The `run` command: opens the store, starts the scheduler, the recorder, the notifier, the
+//! maintenance loop and the web server, reloads the config on request, and stops them in
+//! order on shutdown.
+
+pub mod maintenance;
+pub mod recorder;
+
+use crate::config::Config;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::notify::{self, Notifier};
+use crate::probe::{Observation, Prober};
+use crate::scheduler;
+use crate::store::Store;
+use crate::systemd;
+use crate::web;
+use anyhow::Context as _;
+use recorder::Recorder;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Observations waiting for the recorder; the scheduler waits when this is full.
+const QUEUE: usize = 1024;
+
+/// Runs the daemon until `shutdown` completes. Every message on `reload` re-reads the config
+/// file; a config that cannot be read, or whose parts cannot be built, is refused and the
+/// running one kept. `listener`, when given, replaces binding `[dashboard] listen` (tests use
+/// it).
+pub async fn run(
+    config: Config,
+    listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+    mut reload: mpsc::Receiver<()>,
+) -> anyhow::Result<()> {
+    let store = Store::open(&config.storage.path).await.with_context(|| {
+        format!(
+            "cannot start with the database {}",
+            config.storage.path.display()
+        )
+    })?;
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(config.dashboard.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} ([dashboard] listen)",
+                    config.dashboard.listen
+                )
+            })?,
+    };
+    let addr = listener.local_addr()?;
+    tracing::info!(targets = config.targets.len(), location = %config.location, db = %config.storage.path.display(), "openai-watch started");
+    tracing::info!("dashboard listening on http://{addr}");
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let prober = Prober::new(config.secrets()).context("cannot build the HTTP client")?;
+
+    let health = Arc::new(Health::new());
+    let metrics = Arc::new(Metrics::new());
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let config = config_rx.borrow().clone();
+    let notifier = Notifier::new(&config, store.clone(), metrics.clone())
+        .context("cannot set up the alert channels")?;
+    let recorder = Recorder::new(
+        store.clone(),
+        config_rx.clone(),
+        notifier.wake.clone(),
+        health.clone(),
+        metrics.clone(),
+    )
+    .await?;
+    let app = web::router(Arc::new(web::AppState::new(
+        store.clone(),
+        config_rx.clone(),
+        metrics.clone(),
+        health.clone(),
+    )));
+
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tracker.spawn(recorder.run(rx));
+    tracker.spawn(notifier.run(config_rx.clone(), cancel.clone()));
+    tracker.spawn(maintenance::run(
+        store.clone(),
+        config_rx.clone(),
+        cancel.clone(),
+    ));
+    let web_cancel = cancel.clone();
+    tracker.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(web_cancel.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "dashboard server stopped");
+        }
+    });
+    // Migrations ran and the listener is bound: ready, before the first watchdog ping.
+    systemd::ready(&status_line(
+        &config,
+        store.count_open_incidents().await.unwrap_or(0),
+    ));
+    let mut probing = Probing::start(&config, prober, tx.clone(), health.clone(), &cancel);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = reload.recv() => {
+                let old = config_rx.borrow().clone();
+                match prepare_reload(&old) {
+                    Ok((new, prober)) => {
+                        probing.stop().await;
+                        probing = Probing::start(&new, prober, tx.clone(), health.clone(), &cancel);
+                        tracing::info!(targets = new.targets.len(), "config reloaded");
+                        systemd::status(&status_line(&new, store.count_open_incidents().await.unwrap_or(0)));
+                        let _ = config_tx.send(Arc::new(new));
+                    }
+                    Err(e) => tracing::error!("config reload refused, the running config stays: {e:#}"),
+                }
+            }
+        }
+    }
+    systemd::stopping();
+    tracing::info!("stopping: no new probes; writing what was observed");
+    cancel.cancel();
+    probing.stop().await;
+    drop(tx);
+    tracker.close();
+    tracker.wait().await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `STATUS=` for systemd: "3 targets, 1 open incident".
+fn status_line(config: &Config, open: i64) -> String {
+    let t = config.targets.len();
+    format!(
+        "{t} target{}, {open} open incident{}",
+        if t == 1 { "" } else { "s" },
+        if open == 1 { "" } else { "s" }
+    )
+}
+
+/// Reads the config file again and builds what the new config needs (the HTTP client, the
+/// alert channels) before anything is replaced: a reload either takes effect whole or not at
+/// all.
+fn prepare_reload(current: &Config) -> anyhow::Result<(Config, Prober)> {
+    let new = Config::load(&current.source)?;
+    if new.storage.path != current.storage.path {
+        anyhow::bail!("[storage] path cannot change on reload; restart the daemon");
+    }
+    if new.dashboard.listen != current.dashboard.listen {
+        tracing::warn!("[dashboard] listen changes only on restart");
+    }
+    let prober = Prober::new(new.secrets()).context("cannot build the HTTP client")?;
+    notify::channels(&new).context("cannot set up the alert channels")?;
+    Ok((new, prober))
+}
+
+/// The scheduler of the current config; replaced as a whole on reload.
+struct Probing {
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Probing {
+    fn start(
+        config: &Config,
+        prober: Prober,
+        tx: mpsc::Sender<Observation>,
+        health: Arc<Health>,
+        parent: &CancellationToken,
+    ) -> Probing {
+        let cancel = parent.child_token();
+        let targets = Arc::new(config.targets.clone());
+        let task = tokio::spawn(scheduler::run(
+            targets,
+            Arc::new(prober),
+            tx,
+            health,
+            cancel.clone(),
+        ));
+        Probing { cancel, task }
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}

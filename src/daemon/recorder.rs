@@ -1,0 +1,264 @@
+//! The recorder of `run`: writes observations in batches, advancing the detector and writing
+//! the alert events in the same transaction. When the database cannot be written, rows wait
+//! in memory (up to `MAX_PENDING`) and are written when it can be again; probing never waits
+//! for it. On a new config it resolves the incidents of targets that are no longer watched.
+
+use super::status_line;
+use crate::config::{Config, Detection};
+use crate::detect::{TargetState, Transition};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::notify;
+use crate::probe::Observation;
+use crate::store::{IncidentChange, Recorded, Routing, Store};
+use crate::systemd;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc, watch};
+
+/// How long the recorder gathers observations into one transaction (alert latency budget
+/// is 250 ms from the failing answer to the email).
+const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
+/// Most rows written in one transaction.
+const MAX_BATCH: usize = 512;
+/// Rows kept in memory while the database cannot be written; the oldest are dropped beyond.
+const MAX_PENDING: usize = 10_000;
+
+pub struct Recorder {
+    store: Store,
+    location: String,
+    states: HashMap<String, TargetState>,
+    config: watch::Receiver<Arc<Config>>,
+    detection: Detection,
+    routing: Routing,
+    wake: Arc<Notify>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    pending: Vec<Observation>,
+    failing: bool,
+    /// Targets removed from the config whose incidents are still to be resolved (kept until
+    /// the database takes the change).
+    removed: Vec<String>,
+}
+
+impl Recorder {
+    /// A recorder continuing from the detector states stored in the database.
+    pub async fn new(
+        store: Store,
+        config: watch::Receiver<Arc<Config>>,
+        wake: Arc<Notify>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Recorder> {
+        let current = config.borrow().clone();
+        let states = store
+            .load_detector_states(
+                crate::clock::now_ms(),
+                crate::clock::millis(current.detection.window.0),
+            )
+            .await?;
+        let mut recorder = Recorder {
+            store,
+            location: current.location.clone(),
+            states,
+            config,
+            detection: current.detection.clone(),
+            routing: notify::routing(&current),
+            wake,
+            health,
+            metrics,
+            pending: Vec::new(),
+            failing: false,
+            removed: Vec::new(),
+        };
+        // Targets removed while the daemon was stopped are no longer watched either.
+        recorder.removed = recorder.unwatched_with_incidents(&current).await;
+        Ok(recorder)
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Observation>) {
+        self.resolve_removed().await;
+        loop {
+            let first = tokio::select! {
+                o = rx.recv() => match o {
+                    Some(o) => o,
+                    None => break,
+                },
+                Ok(()) = self.config.changed() => {
+                    self.reconfigure().await;
+                    continue;
+                }
+            };
+            self.accept(first);
+            // Gather what arrives in the next moments into the same transaction: one commit
+            // for many probes instead of one each.
+            let until = tokio::time::Instant::now() + GATHER;
+            while self.pending.len() < MAX_BATCH {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(o)) => self.accept(o),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            self.flush().await;
+        }
+        self.flush().await;
+    }
+
+    /// Takes over a new config: detection settings, routing, and the targets it dropped.
+    async fn reconfigure(&mut self) {
+        let config = self.config.borrow_and_update().clone();
+        self.detection = config.detection.clone();
+        self.routing = notify::routing(&config);
+        for target in self.unwatched_with_incidents(&config).await {
+            if !self.removed.contains(&target) {
+                self.removed.push(target);
+            }
+        }
+        self.resolve_removed().await;
+    }
+
+    /// Targets with open incidents or detector state that `config` no longer names.
+    async fn unwatched_with_incidents(&self, config: &Config) -> Vec<String> {
+        let watched = |t: &str| config.targets.iter().any(|c| c.name.as_str() == t);
+        let mut out: Vec<String> = self
+            .states
+            .keys()
+            .filter(|t| !watched(t))
+            .cloned()
+            .collect();
+        match self.store.targets_with_open_incidents().await {
+            Ok(open) => out.extend(open.into_iter().filter(|t| !watched(t))),
+            Err(e) => tracing::warn!(error = %e, "cannot list open incidents; will retry"),
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Resolves the open incidents of targets no longer in the config. What the database
+    /// refuses now is tried again on the next batch.
+    async fn resolve_removed(&mut self) {
+        let now = crate::clock::now_ms();
+        let mut left = Vec::new();
+        for target in std::mem::take(&mut self.removed) {
+            match self
+                .store
+                .resolve_removed_target(&target, now, &self.routing)
+                .await
+            {
+                Ok(recorded) => {
+                    self.states.remove(&target);
+                    for c in &recorded.changes {
+                        tracing::info!(target = %c.target, incident = c.incident_id, "incident resolved: the target is no longer in the config");
+                    }
+                    self.after_write(&recorded).await;
+                }
+                Err(e) => {
+                    tracing::warn!(%target, error = %e, "cannot resolve the incidents of a removed target; will retry");
+                    left.push(target);
+                }
+            }
+        }
+        self.removed = left;
+    }
+
+    fn accept(&mut self, o: Observation) {
+        log_outcome(&o);
+        self.metrics.observe(&o);
+        self.pending.push(o);
+    }
+
+    async fn flush(&mut self) {
+        if !self.removed.is_empty() {
+            self.resolve_removed().await;
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        match self
+            .store
+            .record(
+                &self.location,
+                &self.pending,
+                &mut self.states,
+                &self.detection,
+                &self.routing,
+            )
+            .await
+        {
+            Ok(recorded) => {
+                if self.failing {
+                    tracing::info!(
+                        rows = self.pending.len(),
+                        "database writable again; pending probes written"
+                    );
+                }
+                self.failing = false;
+                self.health.db_written();
+                self.pending.clear();
+                for c in &recorded.changes {
+                    log_change(c);
+                }
+                self.after_write(&recorded).await;
+            }
+            Err(e) => {
+                self.health.db_failed(e.to_string());
+                if !self.failing {
+                    tracing::error!(error = %e, "cannot write probes to the database; keeping them in memory");
+                }
+                self.failing = true;
+                if self.pending.len() > MAX_PENDING {
+                    let drop = self.pending.len() - MAX_PENDING;
+                    self.pending.drain(..drop);
+                    tracing::warn!(
+                        dropped = drop,
+                        "database still not writable; oldest unwritten probes dropped"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Wakes the notifier for new events and tells systemd the new count of open incidents.
+    async fn after_write(&self, recorded: &Recorded) {
+        if recorded.events > 0 {
+            self.wake.notify_one();
+        }
+        if !recorded.changes.is_empty() {
+            let open = self.store.count_open_incidents().await.unwrap_or(0);
+            systemd::status(&status_line(&self.config.borrow(), open));
+        }
+    }
+}
+
+fn log_change(c: &IncidentChange) {
+    match c.transition {
+        Transition::Opened {
+            category,
+            probe_count,
+            ..
+        } => {
+            tracing::warn!(target = %c.target, %category, incident = c.incident_id, probes = probe_count, "incident opened");
+        }
+        Transition::Resolved { category } => {
+            tracing::info!(target = %c.target, %category, incident = c.incident_id, "incident resolved")
+        }
+        Transition::Seen { .. } => {}
+    }
+}
+
+fn log_outcome(o: &Observation) {
+    if o.entry.is_ok() {
+        tracing::debug!(target = %o.target, probe = %o.kind, latency_ms = o.latency_ms, "ok");
+    } else {
+        tracing::info!(
+            target = %o.target,
+            probe = %o.kind,
+            category = %o.entry.category,
+            error_id = o.entry.id,
+            status = ?o.http_status,
+            message = o.message.as_deref().unwrap_or(""),
+            "probe failed"
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! The README's catalog table is the catalog: same ids, titles, categories and severities.
+
+use openai_watch::catalog::CATALOG;
+
+#[test]
+fn the_readme_catalog_table_matches_the_catalog() {
+    let readme = include_str!("../../README.md");
+    let rows: Vec<Vec<&str>> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .filter(|cells: &Vec<&str>| cells.len() == 5)
+        .collect();
+    assert_eq!(
+        rows.len(),
+        CATALOG.len(),
+        "one README row per catalog entry"
+    );
+    for (row, entry) in rows.iter().zip(CATALOG) {
+        assert_eq!(row[0].trim_matches('`'), entry.id);
+        assert_eq!(row[2], entry.title, "{}", entry.id);
+        assert_eq!(row[3], entry.category.as_str(), "{}", entry.id);
+        assert_eq!(row[4], entry.severity.as_str(), "{}", entry.id);
+    }
+}

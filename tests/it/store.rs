@@ -1,0 +1,323 @@
+//! The SQLite store on a real file: pragmas, migrations applied once and again, batches.
+
+use crate::helpers::observation;
+use openai_watch::catalog;
+use openai_watch::probe::Observation;
+use openai_watch::store::Store;
+use sqlx::Row;
+
+#[tokio::test]
+async fn the_store_uses_wal_applies_migrations_once_and_writes_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/dir/watch.db");
+    let store = Store::open(&path).await.unwrap();
+    let batch: Vec<Observation> = (0..1000)
+        .map(|i| observation("prod", "insufficient_quota", 1_700_000_000_000 + i))
+        .collect();
+    store.insert_probes("fra-1", &batch).await.unwrap();
+    store.close().await;
+
+    // Reopening applies nothing twice and keeps the rows.
+    let store = Store::open(&path).await.unwrap();
+    let recent = store.recent_probes("prod", 5).await.unwrap();
+    assert_eq!(recent.len(), 5);
+    assert_eq!(recent[0].at_ms, 1_700_000_000_999, "newest first");
+    assert_eq!(recent[0].category, catalog::Category::Quota);
+    assert_eq!(recent[0].location, "fra-1");
+    assert_eq!(recent[0].ratelimit_remaining_requests, Some(499));
+    store.close().await;
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let mode: String = sqlx::query("pragma journal_mode")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "wal");
+    let count: i64 = sqlx::query("select count(*) from probes")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1000);
+    let migrations: i64 = sqlx::query("select count(*) from _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        migrations,
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+            .unwrap()
+            .count() as i64
+    );
+    let reset: String = sqlx::query("select ratelimit_reset_tokens from probes limit 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reset, "6m0s");
+}
+
+#[tokio::test]
+async fn an_unwritable_database_location_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let err = Store::open(&file.join("watch.db"))
+        .await
+        .err()
+        .expect("cannot open under a file");
+    assert!(err.to_string().contains("not-a-dir/watch.db"), "{err}");
+}
+
+#[tokio::test]
+async fn reminders_follow_the_last_message_sent_and_a_restart_changes_nothing() {
+    use openai_watch::catalog::Category;
+    use openai_watch::config::Detection;
+    use openai_watch::store::Routing;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("watch.db");
+    let store = Store::open(&path).await.unwrap();
+    let routing = Routing {
+        channels: vec![openai_watch::store::ChannelRoute {
+            name: "email".into(),
+            categories: vec![Category::Auth],
+        }],
+        send_resolved: true,
+        group_wait_ms: 0,
+    };
+    let mut states = std::collections::HashMap::new();
+    let t0 = 1_700_000_000_000;
+    let hour = 3_600_000;
+    let recorded = store
+        .record(
+            "lab",
+            &[observation("prod", "invalid_api_key", t0)],
+            &mut states,
+            &Detection::default(),
+            &routing,
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded.events, 1, "the firing event");
+    let due = store.pending_deliveries(t0).await.unwrap();
+    assert_eq!(due.len(), 1);
+    store
+        .mark_sent(&[due[0].delivery_id], t0 + 1_000)
+        .await
+        .unwrap();
+
+    // Every 4 hours after the last message sent, not after the incident opened.
+    assert_eq!(
+        store
+            .enqueue_reminders(t0 + 1_000 + 4 * hour - 1, 4 * hour, 0)
+            .await
+            .unwrap(),
+        0
+    );
+    store.close().await;
+    let store = Store::open(&path).await.unwrap(); // a restart: the timing comes from the database
+    assert_eq!(
+        store
+            .enqueue_reminders(t0 + 1_000 + 4 * hour, 4 * hour, 0)
+            .await
+            .unwrap(),
+        1
+    );
+    // Not again while that reminder waits to go out.
+    assert_eq!(
+        store
+            .enqueue_reminders(t0 + 9 * hour, 4 * hour, 0)
+            .await
+            .unwrap(),
+        0
+    );
+    let due = store.pending_deliveries(t0 + 9 * hour).await.unwrap();
+    assert_eq!((due.len(), due[0].kind.as_str()), (1, "reminder"));
+    store
+        .mark_sent(&[due[0].delivery_id], t0 + 9 * hour)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .enqueue_reminders(t0 + 13 * hour - 1, 4 * hour, 0)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .enqueue_reminders(t0 + 13 * hour, 4 * hour, 0)
+            .await
+            .unwrap(),
+        1
+    );
+    // "0s" turns them off.
+    assert_eq!(
+        store
+            .enqueue_reminders(t0 + 100 * hour, 0, 0)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+/// Every column that holds a closed vocabulary, with the values it may hold.
+const ENUMERATED: &[(&str, &str, &[&str])] = &[
+    (
+        "probes",
+        "probe",
+        openai_watch::domain::ProbeKind::ALL_NAMES,
+    ),
+    (
+        "probes",
+        "category",
+        openai_watch::domain::Category::ALL_NAMES,
+    ),
+    (
+        "probes",
+        "transport_error",
+        openai_watch::domain::TransportErrorKind::ALL_NAMES,
+    ),
+    (
+        "incidents",
+        "probe",
+        openai_watch::domain::ProbeKind::ALL_NAMES,
+    ),
+    ("incidents", "category", &["auth", "quota"]),
+    (
+        "alert_events",
+        "kind",
+        openai_watch::domain::EventKind::ALL_NAMES,
+    ),
+    ("alert_events", "category", &["outage"]),
+    (
+        "alert_deliveries",
+        "state",
+        openai_watch::domain::DeliveryState::ALL_NAMES,
+    ),
+    (
+        "rollups",
+        "probe",
+        openai_watch::domain::ProbeKind::ALL_NAMES,
+    ),
+    (
+        "rollups",
+        "category",
+        openai_watch::domain::Category::ALL_NAMES,
+    ),
+];
+
+#[tokio::test]
+async fn a_version_1_database_migrates_to_check_constraints_and_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    // The database as version 1 left it: migrations 1 to 3, with a probe, an incident and
+    // its alert in it.
+    let mut v1 = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/migrations"
+    )))
+    .await
+    .unwrap();
+    v1.migrations = v1.migrations[..3].to_vec().into();
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    v1.run(&pool).await.unwrap();
+    for sql in [
+        "insert into probes (at_ms, location, target, probe, latency_ms, http_status, category, error_id) \
+         values (1, 'lab', 'prod', 'chat', 10, 429, 'quota', 'insufficient_quota')",
+        "insert into incidents (target, category, location, probe, first_error_id, last_error_id, \
+         opened_at_ms, last_seen_at_ms, probe_count) values ('prod', 'quota', 'lab', 'chat', \
+         'insufficient_quota', 'insufficient_quota', 1, 1, 1)",
+        "insert into alert_events (incident_id, kind, category, created_at_ms, due_at_ms) \
+         values (1, 'firing', 'quota', 1, 1)",
+        "insert into alert_deliveries (event_id, channel, state, next_attempt_at_ms) \
+         values (1, 'email', 'pending', 1)",
+        "insert into rollups values ('prod', 'chat', 'quota', 0, 1, 10, 10)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::open(&path).await.unwrap();
+    let open = store.open_incidents().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].category, catalog::Category::Quota);
+    let pending = store.pending_deliveries(i64::MAX).await.unwrap();
+    assert_eq!(pending.len(), 1, "the pending alert survived the migration");
+    assert_eq!(pending[0].kind, openai_watch::domain::EventKind::Firing);
+    assert_eq!(store.probe_count().await.unwrap(), 1);
+    store.close().await;
+
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (fk_problems,): (i64,) = sqlx::query_as("select count(*) from pragma_foreign_key_check")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        fk_problems, 0,
+        "foreign keys still point at the right tables"
+    );
+    for (table, column, _) in ENUMERATED {
+        let (sql,): (String,) =
+            sqlx::query_as("select sql from sqlite_master where type = 'table' and name = ?")
+                .bind(table)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        let line = sql
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{column} ")))
+            .unwrap_or_else(|| panic!("{table}.{column} in {sql}"));
+        assert!(
+            line.contains("check ("),
+            "{table}.{column} has a CHECK: {line}"
+        );
+    }
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn every_enumerated_column_accepts_its_names_and_refuses_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checks.db");
+    Store::open(&path).await.unwrap().close().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    // A row of each table with every column valid; the column under test is set afterwards.
+    let seed = [
+        "insert into probes (id, at_ms, location, target, probe, latency_ms, category, error_id) \
+         values (1, 1, 'lab', 'prod', 'models', 1, 'ok', 'ok')",
+        "insert into incidents (id, target, category, location, probe, first_error_id, \
+         last_error_id, opened_at_ms, last_seen_at_ms, resolved_at_ms, probe_count) \
+         values (1, 'prod', 'auth', 'lab', 'models', 'x', 'x', 1, 1, 2, 1)",
+        "insert into alert_events (id, incident_id, kind, category, created_at_ms, due_at_ms) \
+         values (1, 1, 'firing', 'auth', 1, 1)",
+        "insert into alert_deliveries (id, event_id, channel, state, next_attempt_at_ms) \
+         values (1, 1, 'email', 'pending', 1)",
+        "insert into rollups values ('prod', 'models', 'ok', 0, 1, 1, 1)",
+    ];
+    for sql in seed {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    for (table, column, names) in ENUMERATED {
+        for name in *names {
+            let sql = format!("update {table} set {column} = ?");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(*name)
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{table}.{column} = {name}: {e}"));
+        }
+        let sql = format!("update {table} set {column} = 'not-a-name'");
+        let refused = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+        let err = refused.expect_err(&format!("{table}.{column} refuses an unknown name"));
+        assert!(err.to_string().contains("CHECK"), "{table}.{column}: {err}");
+    }
+    pool.close().await;
+}
