@@ -28,11 +28,11 @@ impl Health {
     /// that a stuck scheduler is restarted.
     pub fn beat(&self, now_ms: i64) {
         self.heartbeat_ms.store(now_ms, Ordering::Relaxed);
-        if let Some(every) = self.watchdog_ms {
-            if now_ms - self.last_ping_ms.load(Ordering::Relaxed) >= every {
-                self.last_ping_ms.store(now_ms, Ordering::Relaxed);
-                crate::systemd::watchdog();
-            }
+        if let Some(every) = self.watchdog_ms
+            && now_ms - self.last_ping_ms.load(Ordering::Relaxed) >= every
+        {
+            self.last_ping_ms.store(now_ms, Ordering::Relaxed);
+            crate::systemd::watchdog();
         }
     }
 

@@ -20,6 +20,9 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// probe still reports soon after start.
 const MAX_INITIAL_SPREAD: Duration = Duration::from_secs(60);
 
+/// A time far enough to mean "not again in this run", small enough to add to any instant.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// When the next probe of a slot is due. A probe never overlaps the previous one of its slot,
 /// and when the answer asked for a pause (`retry-after`), the next probe waits at least that
 /// long after the answer: the monitor must never be the cause of a rate limit.
@@ -29,9 +32,16 @@ pub fn next_due(
     interval: Duration,
     retry_after: Option<Duration>,
 ) -> Instant {
-    let regular = (started + interval).max(finished);
+    // Far-future times saturate instead of overflowing: whatever the config says, the
+    // scheduler never panics.
+    let later = |t: Instant, d: Duration| {
+        t.checked_add(d)
+            .or_else(|| t.checked_add(FAR_FUTURE))
+            .unwrap_or(t)
+    };
+    let regular = later(started, interval).max(finished);
     match retry_after {
-        Some(wait) => regular.max(finished + wait),
+        Some(wait) => regular.max(later(finished, wait)),
         None => regular,
     }
 }

@@ -206,17 +206,33 @@ fn by_code(code: &str) -> Option<&'static Entry> {
         .find(|e| e.codes.iter().any(|c| c.eq_ignore_ascii_case(code)))
 }
 
-fn by_type(kind: &str) -> Option<&'static Entry> {
-    CATALOG
-        .iter()
-        .find(|e| e.types.iter().any(|t| t.eq_ignore_ascii_case(kind)))
+/// An `error.type` names an entry only with a status that entry comes with (or inside a
+/// 2xx): relays put `"type": "requests"` on a 401 about a deactivated account, and that is no
+/// rate limit.
+fn by_type(kind: &str, status: u16) -> Option<&'static Entry> {
+    CATALOG.iter().find(|e| {
+        e.types.iter().any(|t| t.eq_ignore_ascii_case(kind))
+            && (e.statuses.contains(&status) || (200..300).contains(&status))
+    })
 }
 
 fn by_message(message: &str) -> Option<&'static Entry> {
     let lower = message.to_lowercase();
     CATALOG
         .iter()
-        .find(|e| e.messages.iter().any(|m| lower.contains(m)))
+        .find(|e| e.messages.iter().any(|m| contains_in_order(&lower, m)))
+}
+
+/// Whether `text` holds the `*`-separated parts of `pattern`, in order.
+fn contains_in_order(text: &str, pattern: &str) -> bool {
+    let mut rest = text;
+    for part in pattern.split('*') {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 fn by_status(status: u16, api_error: bool) -> Option<&'static Entry> {
@@ -245,7 +261,7 @@ pub fn classify(status: u16, body: &[u8], expect: Expect) -> Verdict {
                 .code
                 .as_deref()
                 .and_then(by_code)
-                .or_else(|| fields.kind.as_deref().and_then(by_type))
+                .or_else(|| fields.kind.as_deref().and_then(|k| by_type(k, status)))
                 .or_else(|| fields.message.as_deref().and_then(by_message))
                 .or_else(|| by_status(status, true))
                 .unwrap_or_else(|| must("unexpected_status"));

@@ -131,29 +131,35 @@ pub static CATALOG: &[Entry] = &[
     ),
     entry!(
         "server_error", "server error", &[500], Outage, Critical,
-        codes: &[], types: &[], messages: &[],
+        codes: &[], types: &[], messages: &["the server had an error"],
         status: StatusRule::Any(&[500]),
         cause: "An issue on the API's servers while processing the request.",
         resolution: "Retry after a brief wait; if it persists, check status.openai.com and contact support with the x-request-id.",
     ),
     entry!(
-        "bad_gateway", "bad gateway", &[502], Outage, Critical,
+        "bad_gateway", "bad gateway", &[502, 520, 521, 523], Outage, Critical,
         codes: &[], types: &[], messages: &[],
-        status: StatusRule::Any(&[502]),
-        cause: "A gateway in front of the API received an invalid answer from the servers behind it.",
+        // 520, 521 and 523 are the edge network's own: the origin answered nothing usable,
+        // refused the connection, or could not be reached.
+        status: StatusRule::Any(&[502, 520, 521, 523]),
+        cause: "A gateway in front of the API (or the edge network's proxy, with 520, 521 or 523) received an invalid answer from the servers behind it, or none.",
         resolution: "Retry after a brief wait; if it persists, check status.openai.com and contact support with the x-request-id.",
     ),
     entry!(
-        "gateway_timeout", "gateway timeout", &[504], Outage, Critical,
-        codes: &[], types: &[], messages: &[],
-        status: StatusRule::Any(&[504]),
-        cause: "A gateway in front of the API gave up waiting for the servers behind it.",
+        "gateway_timeout", "gateway timeout", &[504, 522, 524], Outage, Critical,
+        codes: &[], types: &["cf_gateway_timeout"], messages: &[],
+        // 522 and 524 are the edge network's own: connecting to, or waiting for, the origin
+        // timed out.
+        status: StatusRule::Any(&[504, 522, 524]),
+        cause: "A gateway in front of the API (or the edge network's proxy, with 522 or 524) gave up waiting for the servers behind it.",
         resolution: "Retry after a brief wait; if it persists, check status.openai.com and contact support with the x-request-id.",
     ),
     entry!(
-        "model_not_found", "model not found", &[404], ClientError, Warning,
+        "model_not_found", "model not found", &[404, 403], ClientError, Warning,
         codes: &["model_not_found"], types: &[],
-        messages: &["does not exist or you do not have access to it"],
+        // "*" joins parts that must appear in this order: "The model `x` does not exist",
+        // "That model does not exist", "The requested model 'x' does not exist."
+        messages: &["model*does not exist", "does not have access to model"],
         status: StatusRule::None,
         cause: "The model the probe asks for does not exist, was retired, or the key has no access to it.",
         resolution: "Set `model` of the chat probe to a model that GET /models lists for this key; pin a dated model that is still offered.",

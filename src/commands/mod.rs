@@ -31,6 +31,9 @@ pub enum Exit {
     Unknown,
     /// 64 (sysexits `EX_USAGE`): the command line is wrong.
     Usage,
+    /// 75 (sysexits `EX_TEMPFAIL`): another daemon already writes this database; try again
+    /// once it stopped.
+    TempFail,
     /// 78 (sysexits `EX_CONFIG`): the config is wrong.
     Config,
 }
@@ -43,6 +46,7 @@ impl Exit {
             Exit::Critical => 2,
             Exit::Unknown => 3,
             Exit::Usage => 64,
+            Exit::TempFail => 75,
             Exit::Config => 78,
         }
     }

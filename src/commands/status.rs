@@ -15,7 +15,7 @@ pub async fn run(doc: &Document, json: bool, out: &mut impl Write) -> anyhow::Re
             path.display()
         );
     }
-    let store = Store::open(path).await?;
+    let store = Store::open_read_only(path).await?;
     let names = doc.target_names();
     let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
     let status = crate::status::read(&names, &store).await?;

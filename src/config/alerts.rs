@@ -102,6 +102,21 @@ fn validate_email(src: &Source, email: &RawEmail) -> Result<(), ConfigError> {
     email
         .password_sources()
         .check_one(src, "password", "alerts.email.password")?;
+    if *email.tls.get_ref() == SmtpTls::None
+        && email.has_credentials()
+        && !is_loopback(&email.smtp_host)
+        && !email.allow_plaintext_auth
+    {
+        return Err(src.err_at(
+            email.tls.span(),
+            "alerts.email.tls",
+            format!(
+                "tls = \"none\" would send the SMTP user name and password in clear text to {}; \
+                 use \"starttls\" or \"tls\", or set allow_plaintext_auth = true",
+                email.smtp_host
+            ),
+        ));
+    }
     if !looks_like_mailbox(email.from.get_ref()) {
         return Err(src.err_at(
             email.from.span(),
@@ -136,7 +151,7 @@ pub(super) fn resolve(src: &Source, alerts: &RawAlerts) -> Result<Alerts, Config
         Some(e) => Some(Email {
             smtp_host: e.smtp_host.clone(),
             smtp_port: e.smtp_port,
-            tls: e.tls,
+            tls: *e.tls.get_ref(),
             username: e.username_sources().read(src, "alerts.email.username")?,
             password: e.password_sources().read(src, "alerts.email.password")?,
             from: e.from.get_ref().clone(),
@@ -163,6 +178,15 @@ pub(super) fn resolve(src: &Source, alerts: &RawAlerts) -> Result<Alerts, Config
             })
             .collect(),
     })
+}
+
+/// `localhost` or a loopback address: traffic that never leaves the machine.
+pub(super) fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn looks_like_mailbox(s: &str) -> bool {

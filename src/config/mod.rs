@@ -9,6 +9,7 @@
 
 mod alerts;
 mod error;
+mod files;
 pub mod raw;
 mod secrets;
 mod targets;
@@ -87,12 +88,13 @@ pub fn resolve_path(explicit: Option<&Path>) -> PathBuf {
 impl Document {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Document, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            position: None,
-            key: None,
-            message: format!("cannot read the config file: {e}"),
-        })?;
+        let bytes =
+            files::read_bounded(path, files::MAX_CONFIG_BYTES).map_err(|e| ConfigError {
+                file: path.to_path_buf(),
+                position: None,
+                key: None,
+                message: format!("cannot read the config file: {e}"),
+            })?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
             ConfigError {
@@ -222,6 +224,15 @@ impl Config {
     /// Warnings that do not stop the daemon (e.g. probing api.openai.com more than every 10 s).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(e) = &self.alerts.email
+            && e.tls == SmtpTls::None
+            && (e.username.is_some() || e.password.is_some())
+        {
+            out.push(format!(
+                "alerts.email: tls = \"none\" sends the SMTP credentials in clear text to {}",
+                e.smtp_host
+            ));
+        }
         for t in &self.targets {
             if t.base_url.host_str() == Some("api.openai.com") {
                 for p in &t.probes {

@@ -14,6 +14,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
 
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 24 * HOUR_MS;
+const THIRTY_DAYS_MS: u64 = 30 * DAY_MS;
+const TEN_YEARS_MS: u64 = 3_650 * DAY_MS;
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,7 +51,11 @@ pub struct Storage {
     /// The SQLite database; relative paths are relative to the working directory.
     #[serde(deserialize_with = "db_path")]
     pub path: PathBuf,
+    /// 1 hour to 10 years.
+    #[serde(deserialize_with = "values::dur_within::<_, HOUR_MS, TEN_YEARS_MS>")]
     pub raw_retention: Dur,
+    /// 1 day to 10 years.
+    #[serde(deserialize_with = "values::dur_within::<_, DAY_MS, TEN_YEARS_MS>")]
     pub rollup_retention: Dur,
 }
 
@@ -95,7 +104,8 @@ impl Default for RawDashboard {
 pub struct Detection {
     pub failure_threshold: NonZeroU32,
     pub success_threshold: NonZeroU32,
-    #[serde(deserialize_with = "values::positive_dur")]
+    /// 1 second to 1 day.
+    #[serde(deserialize_with = "values::dur_within::<_, 1_000, DAY_MS>")]
     pub window: Dur,
     #[serde(deserialize_with = "values::ratio")]
     pub failure_ratio: f64,
@@ -123,8 +133,8 @@ pub struct RawTarget {
     pub api_key_env: Option<Spanned<String>>,
     pub api_key_file: Option<Spanned<PathBuf>>,
     pub api_key_credential: Option<Spanned<String>>,
-    pub organization: Option<String>,
-    pub project: Option<String>,
+    pub organization: Option<Spanned<String>>,
+    pub project: Option<Spanned<String>>,
     #[serde(default = "default_timeout")]
     pub timeout: Spanned<Dur>,
     pub probes: Vec<RawProbe>,
@@ -167,7 +177,10 @@ pub struct RawEmail {
     pub smtp_host: String,
     pub smtp_port: Option<u16>,
     #[serde(default = "default_tls")]
-    pub tls: SmtpTls,
+    pub tls: Spanned<SmtpTls>,
+    /// Lets `tls = "none"` send credentials to a host that is not loopback.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
     pub username_env: Option<Spanned<String>>,
     pub username_file: Option<Spanned<PathBuf>>,
     pub username_credential: Option<Spanned<String>>,
@@ -182,11 +195,18 @@ pub struct RawEmail {
     pub categories: Option<Vec<Category>>,
 }
 
-fn default_tls() -> SmtpTls {
-    SmtpTls::Starttls
+fn default_tls() -> Spanned<SmtpTls> {
+    Spanned::new(0..0, SmtpTls::Starttls)
 }
 
 impl RawEmail {
+    /// Whether a user name or password is configured.
+    pub fn has_credentials(&self) -> bool {
+        [self.username_sources(), self.password_sources()]
+            .iter()
+            .any(|s| s.env.is_some() || s.file.is_some() || s.credential.is_some())
+    }
+
     pub fn username_sources(&self) -> SecretSources {
         SecretSources {
             env: self.username_env.clone(),
@@ -243,8 +263,12 @@ impl RawWebhook {
 pub struct RawAlerts {
     #[serde(deserialize_with = "values::categories")]
     pub categories: Vec<Category>,
+    /// Off ("0s"), or 1 minute to 30 days.
+    #[serde(deserialize_with = "values::dur_off_or_within::<_, 60_000, THIRTY_DAYS_MS>")]
     pub reminder_interval: Dur,
     pub send_resolved: bool,
+    /// At most 1 hour.
+    #[serde(deserialize_with = "values::dur_within::<_, 0, HOUR_MS>")]
     pub group_wait: Dur,
     pub email: Option<RawEmail>,
     pub webhook: Vec<RawWebhook>,

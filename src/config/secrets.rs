@@ -93,7 +93,7 @@ impl SecretSources {
         if let Some(file) = &self.file {
             let path = file.get_ref();
             let k = format!("{key}_file");
-            let value = std::fs::read_to_string(path).map_err(|e| {
+            let value = read_secret_file(path).map_err(|e| {
                 src.err_at(
                     file.span(),
                     k.clone(),
@@ -125,7 +125,7 @@ impl SecretSources {
                 ));
             }
             let path = Path::new(&dir).join(name);
-            let value = std::fs::read_to_string(&path).map_err(|e| {
+            let value = read_secret_file(&path).map_err(|e| {
                 src.err_at(
                     cred.span(),
                     k.clone(),
@@ -141,6 +141,12 @@ impl SecretSources {
         }
         Ok(None)
     }
+}
+
+/// A secret file: regular, small, UTF-8.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    let bytes = super::files::read_bounded(path, super::files::MAX_SECRET_BYTES)?;
+    String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_string())
 }
 
 /// Exposes a secret for use in a request header or for masking. Kept here so that every use

@@ -2,7 +2,7 @@
 
 use super::error::{ConfigError, Source};
 use super::raw::{RawProbe, RawTarget};
-use super::values::TargetName;
+use super::values::{TargetName, check_within};
 use crate::domain::ProbeKind;
 use secrecy::SecretString;
 use std::collections::HashSet;
@@ -86,6 +86,11 @@ pub(super) fn validate(src: &Source, targets: &[RawTarget]) -> Result<(), Config
             ));
         }
         t.key_sources().check_one(src, "api_key", &at("api_key"))?;
+        for (key, value) in [("organization", &t.organization), ("project", &t.project)] {
+            if let Some(v) = value {
+                check_header_value(v.get_ref()).map_err(|e| src.err_at(v.span(), at(key), e))?;
+            }
+        }
         if t.probes.is_empty() {
             return Err(src.err_at(
                 t.name.span(),
@@ -126,13 +131,12 @@ fn validate_probe(
             ),
         ));
     }
-    if p.interval.get_ref().0 < Duration::from_secs(1) {
-        return Err(src.err_at(
-            p.interval.span(),
-            format!("{at}.interval"),
-            "interval must be at least 1s",
-        ));
-    }
+    check_within(
+        p.interval.get_ref().0,
+        Duration::from_secs(1),
+        Duration::from_secs(86_400),
+    )
+    .map_err(|e| src.err_at(p.interval.span(), format!("{at}.interval"), e))?;
     if let Some(model) = &p.model {
         if kind != ProbeKind::Chat {
             return Err(src.err_at(
@@ -152,6 +156,21 @@ fn validate_probe(
     Ok(())
 }
 
+/// A value sent as an HTTP header (`OpenAI-Organization`, `OpenAI-Project`): visible ASCII
+/// only. A line break or another control character would make every request invalid, and
+/// every probe a false outage.
+fn check_header_value(v: &str) -> Result<(), String> {
+    if v.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(c) = v.chars().find(|c| !(c.is_ascii_graphic() || *c == ' ')) {
+        return Err(format!(
+            "{c:?} cannot be sent in an HTTP header: use letters, digits and punctuation only"
+        ));
+    }
+    Ok(())
+}
+
 /// The resolved target: its key read from its source.
 pub(super) fn resolve(src: &Source, index: usize, t: &RawTarget) -> Result<Target, ConfigError> {
     Ok(Target {
@@ -160,8 +179,8 @@ pub(super) fn resolve(src: &Source, index: usize, t: &RawTarget) -> Result<Targe
         api_key: t
             .key_sources()
             .read(src, &format!("targets[{index}].api_key"))?,
-        organization: t.organization.clone(),
-        project: t.project.clone(),
+        organization: t.organization.as_ref().map(|o| o.get_ref().clone()),
+        project: t.project.as_ref().map(|p| p.get_ref().clone()),
         timeout: t.timeout.get_ref().0,
         probes: t
             .probes

@@ -22,15 +22,6 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
-/// A duration that must be longer than zero.
-pub(super) fn positive_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
-    let v = Dur::deserialize(d)?;
-    if v.0.is_zero() {
-        return Err(serde::de::Error::custom("must be longer than 0s"));
-    }
-    Ok(v)
-}
-
 /// A share above 0 and at most 1.
 pub(super) fn ratio<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let v = f64::deserialize(d)?;
@@ -114,16 +105,115 @@ pub(super) fn opt_categories<'de, D: Deserializer<'de>>(
 /// An `http://` or `https://` URL with a host.
 pub(super) fn url<'de, D: Deserializer<'de>>(d: D) -> Result<reqwest::Url, D::Error> {
     let s = String::deserialize(d)?;
-    let url = reqwest::Url::parse(s.trim())
-        .map_err(|e| serde::de::Error::custom(format!("invalid URL {s:?}: {e}")))?;
+    parse_url(s.trim()).map_err(serde::de::Error::custom)
+}
+
+/// An `http://` or `https://` URL with a host and without a user name or password: a
+/// password in a URL would travel beside the API key and show wherever the URL is shown, so
+/// it is refused (the key goes in `api_key_env`, `api_key_file` or `api_key_credential`).
+/// Errors never repeat the userinfo.
+pub(super) fn parse_url(s: &str) -> Result<reqwest::Url, String> {
+    let shown = without_userinfo(s);
+    let url = reqwest::Url::parse(s).map_err(|e| format!("invalid URL {shown:?}: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(serde::de::Error::custom(format!(
-            "invalid URL {s:?}: must be http:// or https:// with a host"
-        )));
+        return Err(format!(
+            "invalid URL {shown:?}: must be http:// or https:// with a host"
+        ));
+    }
+    // `http:///v1` parses with "v1" as the host: the author meant a path without a host.
+    if s.split_once("://")
+        .is_some_and(|(_, rest)| rest.starts_with('/'))
+    {
+        return Err(format!(
+            "invalid URL {shown:?}: no host between \"//\" and the path"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "invalid URL {shown:?}: a user name or password in the URL is not allowed; \
+             give the API key with api_key_env, api_key_file or api_key_credential"
+        ));
     }
     Ok(url)
 }
 
+/// `s` with anything between `://` and the `@` of the authority replaced by `…`.
+fn without_userinfo(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+        None => s.to_string(),
+    }
+}
+
 pub(super) fn opt_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<reqwest::Url>, D::Error> {
     url(d).map(Some)
+}
+
+/// A duration within `[MIN_MS, MAX_MS]` milliseconds.
+pub(super) fn dur_within<'de, D: Deserializer<'de>, const MIN_MS: u64, const MAX_MS: u64>(
+    d: D,
+) -> Result<Dur, D::Error> {
+    let v = Dur::deserialize(d)?;
+    check_within(
+        v.0,
+        Duration::from_millis(MIN_MS),
+        Duration::from_millis(MAX_MS),
+    )
+    .map(|()| v)
+    .map_err(serde::de::Error::custom)
+}
+
+/// Zero (off), or a duration within `[MIN_MS, MAX_MS]` milliseconds.
+pub(super) fn dur_off_or_within<'de, D: Deserializer<'de>, const MIN_MS: u64, const MAX_MS: u64>(
+    d: D,
+) -> Result<Dur, D::Error> {
+    let v = Dur::deserialize(d)?;
+    if v.0.is_zero() {
+        return Ok(v);
+    }
+    check_within(
+        v.0,
+        Duration::from_millis(MIN_MS),
+        Duration::from_millis(MAX_MS),
+    )
+    .map(|()| v)
+    .map_err(|e| serde::de::Error::custom(format!("{e} (or \"0s\" for off)")))
+}
+
+/// Refuses a duration outside `[min, max]`, naming both bounds.
+pub(super) fn check_within(v: Duration, min: Duration, max: Duration) -> Result<(), String> {
+    if v < min || v > max {
+        return Err(format!(
+            "{} is out of range: give between {} and {}",
+            humantime::format_duration(v),
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_with_userinfo_or_without_a_host_are_refused_without_echoing_the_password() {
+        for bad in [
+            "https://user:hunter2@api.example.com/v1",
+            "https://hunter2@api.example.com/v1",
+            "http:///v1",
+            "ftp://api.example.com/v1",
+        ] {
+            let e = parse_url(bad).unwrap_err();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        assert!(parse_url("https://api.openai.com/v1").is_ok());
+        assert!(parse_url("http://127.0.0.1:9090/t/x/v1").is_ok());
+        assert_eq!(without_userinfo("https://a:b@h/p@q"), "https://…@h/p@q");
+    }
 }

@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::notify::{self, Notifier};
 use crate::probe::{Observation, Prober};
 use crate::scheduler;
-use crate::store::Store;
+use crate::store::{Store, WriterLock};
 use crate::systemd;
 use crate::web;
 use anyhow::Context as _;
@@ -36,12 +36,25 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     mut reload: mpsc::Receiver<()>,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.storage.path).await.with_context(|| {
-        format!(
-            "cannot start with the database {}",
-            config.storage.path.display()
-        )
-    })?;
+    if let Some(dir) = config
+        .storage
+        .path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        // Best effort: a missing directory is reported with its path just below.
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // One writer per database; `check` and `status` work beside it.
+    let writer = WriterLock::try_acquire(&config.storage.path)?;
+    let store = Store::open_as_writer(&config.storage.path, &writer)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start with the database {}",
+                config.storage.path.display()
+            )
+        })?;
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(config.dashboard.listen)
@@ -134,6 +147,7 @@ pub async fn run(
     tracker.close();
     tracker.wait().await;
     store.close().await;
+    drop(writer);
     tracing::info!("stopped");
     Ok(())
 }

@@ -102,6 +102,12 @@ impl Recorder {
             self.flush().await;
         }
         self.flush().await;
+        if !self.pending.is_empty() {
+            tracing::warn!(
+                rows = self.pending.len(),
+                "probes not written at shutdown (the database could not be written); they are lost"
+            );
+        }
     }
 
     /// Takes over a new config: detection settings, routing, and the targets it dropped.
@@ -201,6 +207,10 @@ impl Recorder {
                 }
                 self.after_write(&recorded).await;
             }
+            Err(e) if !e.is_transient() => {
+                tracing::warn!(error = %e, rows = self.pending.len(), "a batch was refused; writing its rows apart to find the one at fault");
+                self.write_apart().await;
+            }
             Err(e) => {
                 self.health.db_failed(e.to_string());
                 if !self.failing {
@@ -214,6 +224,56 @@ impl Recorder {
                         dropped = drop,
                         "database still not writable; oldest unwritten probes dropped"
                     );
+                }
+            }
+        }
+    }
+
+    /// Writes the pending rows in ever smaller groups after the database refused them as a
+    /// batch for a reason that will not pass (a constraint, say): every row that can be
+    /// written is, the one at fault is logged and dropped, and the recorder never retries the
+    /// same refusal forever. Stops at a transient error, keeping what is left pending.
+    async fn write_apart(&mut self) {
+        let mut groups = vec![std::mem::take(&mut self.pending)];
+        while let Some(group) = groups.pop() {
+            match self
+                .store
+                .record(
+                    &self.location,
+                    &group,
+                    &mut self.states,
+                    &self.detection,
+                    &self.routing,
+                )
+                .await
+            {
+                Ok(recorded) => {
+                    self.health.db_written();
+                    for c in &recorded.changes {
+                        log_change(c);
+                    }
+                    self.after_write(&recorded).await;
+                }
+                Err(e) if e.is_transient() => {
+                    self.health.db_failed(e.to_string());
+                    // Oldest first: this group, then the ones after it.
+                    self.pending = group;
+                    while let Some(later) = groups.pop() {
+                        self.pending.extend(later);
+                    }
+                    self.failing = true;
+                    return;
+                }
+                Err(e) if group.len() == 1 => {
+                    let o = &group[0];
+                    tracing::error!(target = %o.target, probe = %o.kind, error_id = o.entry.id, at_ms = o.at_ms, error = %e, "probe row refused by the database; dropped");
+                }
+                Err(_) => {
+                    let mut first = group;
+                    let second = first.split_off(first.len() / 2);
+                    // A stack: the first half is written first, keeping the order.
+                    groups.push(second);
+                    groups.push(first);
                 }
             }
         }

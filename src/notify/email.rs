@@ -1,6 +1,5 @@
 //! The email channel: SMTP through lettre (rustls), a text and an HTML part, threading headers.
 
-use super::message::MessageKind;
 use super::{Delivery, SendError};
 use crate::config::{self, Email, SmtpTls};
 use crate::notify::message::Alert;
@@ -65,35 +64,39 @@ impl EmailChannel {
         })
     }
 
-    pub async fn send(&self, alert: &Alert, delivery: &Delivery) -> Result<(), SendError> {
+    /// Sends the alert; returns the Message-ID it went out with.
+    ///
+    /// Threading: every message has an id of its own, unique per installation. The first
+    /// message about an incident (alone or grouped) is the root of its thread; every later one
+    /// replies to that root, and lists, for each incident it is about, both the root and a
+    /// stable per-incident anchor, so that clients that thread by `References` alone agree.
+    pub async fn send(&self, alert: &Alert, delivery: &Delivery) -> Result<String, SendError> {
         let domain = self.from.email.domain().to_string();
-        let roots: Vec<String> = alert
-            .incidents
-            .iter()
-            .map(|i| format!("<incident-{}@{domain}>", i.id))
-            .collect();
+        let install = &delivery.installation;
+        let own = format!(
+            "<alert-{}-{}.{install}@{domain}>",
+            alert.kind.as_str(),
+            delivery.first_event_id
+        );
+        let mut references: Vec<String> = Vec::new();
+        for (i, root) in alert.incidents.iter().zip(&delivery.thread_roots) {
+            references.extend(root.iter().cloned());
+            references.push(format!("<incident-{}.{install}@{domain}>", i.id));
+        }
+        references.dedup();
         let mut builder = Message::builder()
             .from(self.from.clone())
-            .subject(alert.subject());
+            .subject(alert.subject())
+            .message_id(Some(own.clone()));
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        // The first message about a lone incident is the thread's root; later ones reply to it.
-        let single_firing = alert.kind == MessageKind::Firing && alert.incidents.len() == 1;
-        builder = if single_firing {
-            builder.message_id(Some(roots[0].clone()))
-        } else {
-            let own = format!(
-                "<alert-{}-{}@{domain}>",
-                alert.kind.as_str(),
-                delivery.first_event_id
-            );
-            let mut b = builder.message_id(Some(own));
-            if !roots.is_empty() {
-                b = b.in_reply_to(roots[0].clone()).references(roots.join(" "));
-            }
-            b
-        };
+        if let Some(root) = delivery.thread_roots.iter().flatten().next() {
+            builder = builder.in_reply_to(root.clone());
+        }
+        if !references.is_empty() {
+            builder = builder.references(references.join(" "));
+        }
         let body = match alert.html() {
             Some(html) => builder.multipart(
                 MultiPart::alternative()
@@ -105,7 +108,7 @@ impl EmailChannel {
         let message =
             body.map_err(|e| SendError::permanent(format!("cannot build the email: {e}")))?;
         match self.transport.send(message).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(own),
             Err(e) => {
                 let text = crate::error_chain::error_chain(&e);
                 if e.is_permanent() {

@@ -210,22 +210,35 @@ impl Alert {
     }
 
     /// The body of a Slack incoming webhook.
+    /// Slack's `text`: its markup (`<!channel>`, `<url|label>`) is interpreted, so every
+    /// string that is not our own template is escaped the way Slack asks (`&`, `<`, `>`).
     pub fn slack(&self) -> serde_json::Value {
-        let mut text = format!("*{}*", self.subject().trim_start_matches("[openai-watch] "));
+        let mut text = format!(
+            "*{}*",
+            slack_escape(self.subject().trim_start_matches("[openai-watch] "))
+        );
         for i in &self.incidents {
             text.push_str(&format!(
                 "\n• *{}* ({}): {} — {}\n  _Cause:_ {}\n  _Resolution:_ {}\n  <{}|dashboard>",
-                i.target,
+                slack_escape(&i.target),
                 i.probe,
-                i.status_and_id(),
-                i.message.as_deref().unwrap_or("-"),
-                i.cause,
-                i.resolution,
-                i.dashboard_url
+                slack_escape(&i.status_and_id()),
+                slack_escape(i.message.as_deref().unwrap_or("-")),
+                slack_escape(&i.cause),
+                slack_escape(&i.resolution),
+                slack_escape(&i.dashboard_url)
             ));
         }
         serde_json::json!({ "text": text })
     }
+}
+
+/// Escapes text for Slack's message formatting: `&`, `<` and `>` become entities, so that no
+/// upstream text can mention `<!channel>` or disguise a link.
+pub fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[derive(Template)]

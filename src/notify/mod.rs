@@ -52,9 +52,15 @@ impl SendError {
 }
 
 /// What a channel needs to know about the delivery it makes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Delivery {
     pub first_event_id: i64,
+    /// The database's installation id: part of every Message-ID, so that ids are unique
+    /// across installations.
+    pub installation: String,
+    /// Per incident of the alert, in order: the Message-ID of the first message sent about
+    /// it on this channel (the root of its thread), if any was.
+    pub thread_roots: Vec<Option<String>>,
 }
 
 /// An alert channel.
@@ -64,10 +70,15 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub async fn send(&self, alert: &Alert, delivery: &Delivery) -> Result<(), SendError> {
+    /// Delivers the alert; the Message-ID it went out with, for channels that have one.
+    pub async fn send(
+        &self,
+        alert: &Alert,
+        delivery: &Delivery,
+    ) -> Result<Option<String>, SendError> {
         match self {
-            Channel::Email(c) => c.send(alert, delivery).await,
-            Channel::Webhook(c) => c.send(alert).await,
+            Channel::Email(c) => c.send(alert, delivery).await.map(Some),
+            Channel::Webhook(c) => c.send(alert).await.map(|()| None),
         }
     }
 }
@@ -201,7 +212,13 @@ pub async fn test(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Tes
         if only.is_some_and(|o| o != name) {
             continue;
         }
-        let result = channel.send(&alert, &Delivery { first_event_id: 0 }).await;
+        let delivery = Delivery {
+            first_event_id: 0,
+            // Test messages are in no thread; a random id keeps their Message-IDs unique.
+            installation: format!("test{:016x}", fastrand::u64(..)),
+            thread_roots: vec![None],
+        };
+        let result = channel.send(&alert, &delivery).await.map(|_| ());
         out.push(TestOutcome {
             channel: name.clone(),
             result: result.map_err(|e| SendError {
@@ -303,6 +320,14 @@ impl Notifier {
             let alert = self.renderer.alert(kind.into(), category, &rows);
             let delivery = Delivery {
                 first_event_id: members[0].event_id,
+                installation: self.store.installation_id().await?,
+                thread_roots: self
+                    .store
+                    .thread_roots(
+                        &rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+                        &channel_name,
+                    )
+                    .await?,
             };
             let ids: Vec<i64> = members.iter().map(|d| d.delivery_id).collect();
             let outcome = tokio::time::timeout(SEND_TIMEOUT, channel.send(&alert, &delivery))
@@ -314,8 +339,10 @@ impl Notifier {
                     )))
                 });
             match outcome {
-                Ok(()) => {
-                    self.store.mark_sent(&ids, now_ms()).await?;
+                Ok(message_id) => {
+                    self.store
+                        .mark_sent(&ids, now_ms(), message_id.as_deref())
+                        .await?;
                     self.metrics.alert(&channel_name, AlertResult::Sent);
                     sent += 1;
                     tracing::info!(channel = %channel_name, event = %kind, %category, targets = alert.incidents.len(), "alert sent");

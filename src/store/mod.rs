@@ -3,11 +3,13 @@
 //! follow). One file per table family.
 
 mod incidents;
+mod lock;
 mod outbox;
 mod probes;
 mod retention;
 
 pub use incidents::{ChannelRoute, IncidentChange, IncidentRow, Recorded, Routing};
+pub use lock::{LockError, WriterLock, lock_path};
 pub use outbox::{DeliveryCounts, DeliveryRow, FailedDelivery, PendingDelivery};
 pub use probes::{DayCount, HOUR_MS, ProbeRow, RollupRow, TargetRollup};
 pub use retention::PRUNE_BATCH;
@@ -19,6 +21,32 @@ use std::time::Duration;
 
 /// The migrations in `migrations/`, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl StoreError {
+    /// Whether the same write may succeed later unchanged: the database is busy, locked,
+    /// read-only, full or unreachable. Anything else (a constraint, a row that cannot be
+    /// encoded) fails again every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Sql(sqlx::Error::Database(db)) => {
+                let primary = db
+                    .code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .map_or(0, |c| c & 0xff);
+                // BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL
+                matches!(primary, 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 15)
+            }
+            StoreError::Sql(sqlx::Error::Decode(_) | sqlx::Error::Encode(_)) => false,
+            StoreError::Sql(_) | StoreError::Open { .. } | StoreError::Lock(_) => true,
+            StoreError::Migrate(_) | StoreError::Newer { .. } | StoreError::Older { .. } => false,
+        }
+    }
+}
+
+/// The highest migration this binary carries.
+fn known_schema() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
@@ -33,13 +61,41 @@ pub enum StoreError {
     Open { path: String, source: sqlx::Error },
     #[error("cannot apply the database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the database {path} was written by a newer openai-watch (schema {found}; this one knows up to {known}): upgrade openai-watch"
+    )]
+    Newer {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "the database {path} has schema {found}, older than this openai-watch's {known}: start the daemon once to upgrade it"
+    )]
+    Older {
+        path: String,
+        found: i64,
+        known: i64,
+    },
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("{0}")]
+    Lock(#[from] LockError),
 }
 
 impl Store {
-    /// Opens (creating if missing) the database at `path` and applies the migrations.
+    /// Opens (creating if missing) the database at `path` and applies the migrations that
+    /// are missing, under the writer lock (waiting briefly for a process that holds it).
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_inner(path, None).await
+    }
+
+    /// Like `open`, for the process that holds the database's writer lock (the daemon).
+    pub async fn open_as_writer(path: &Path, lock: &WriterLock) -> Result<Store, StoreError> {
+        Store::open_inner(path, Some(lock)).await
+    }
+
+    async fn open_inner(path: &Path, held: Option<&WriterLock>) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Best effort: a missing directory is reported by the open below with its path.
             let _ = std::fs::create_dir_all(dir);
@@ -64,8 +120,77 @@ impl Store {
                 path: path.display().to_string(),
                 source,
             })?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        let store = Store { pool };
+        store.refuse_newer_schema(path).await?;
+        if store.schema_version().await? < known_schema() {
+            // Two processes starting at once on a new file must not both migrate it.
+            let _taken = match held {
+                Some(_) => None,
+                None => Some(WriterLock::acquire_for_migration(path).await?),
+            };
+            MIGRATOR.run(&store.pool).await?;
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing database for reading only (`status`): no file is created, nothing
+    /// is written, so it works on a read-only file. Its schema must be this version's.
+    pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5))
+            .pragma("cache_size", "-1024");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let store = Store { pool };
+        store.refuse_newer_schema(path).await?;
+        let found = store.schema_version().await?;
+        if found < known_schema() {
+            return Err(StoreError::Older {
+                path: path.display().to_string(),
+                found,
+                known: known_schema(),
+            });
+        }
+        Ok(store)
+    }
+
+    /// The highest migration applied to the database; 0 for a new one.
+    async fn schema_version(&self) -> Result<i64, StoreError> {
+        let (exists,): (i64,) = sqlx::query_as(
+            "select count(*) from sqlite_master where type = 'table' and name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if exists == 0 {
+            return Ok(0);
+        }
+        let (version,): (Option<i64>,) =
+            sqlx::query_as("select max(version) from _sqlx_migrations where success")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    /// A database from a newer version would be misread, or broken by an older migration:
+    /// refused with words an operator can act on.
+    async fn refuse_newer_schema(&self, path: &Path) -> Result<(), StoreError> {
+        let found = self.schema_version().await?;
+        if found > known_schema() {
+            return Err(StoreError::Newer {
+                path: path.display().to_string(),
+                found,
+                known: known_schema(),
+            });
+        }
+        Ok(())
     }
 
     /// Closes every connection, checkpointing the WAL.

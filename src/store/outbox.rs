@@ -79,18 +79,56 @@ impl Store {
     }
 
     /// Marks deliveries as accepted by the channel.
-    pub async fn mark_sent(&self, ids: &[i64], now_ms: i64) -> Result<(), StoreError> {
+    pub async fn mark_sent(
+        &self,
+        ids: &[i64],
+        now_ms: i64,
+        message_id: Option<&str>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for id in ids {
-            sqlx::query("update alert_deliveries set state = ?, attempts = attempts + 1, sent_at_ms = ?, last_error = null where id = ?")
+            sqlx::query("update alert_deliveries set state = ?, attempts = attempts + 1, sent_at_ms = ?, last_error = null, message_id = ? where id = ?")
                 .bind(DeliveryState::Sent)
                 .bind(now_ms)
+                .bind(message_id)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// This database's installation id (made with the database, never changed).
+    pub async fn installation_id(&self) -> Result<String, StoreError> {
+        let (id,): (String,) = sqlx::query_as("select id from installation limit 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    /// For each incident, the Message-ID of the first message sent about it through
+    /// `channel`, if one was: the root of that incident's thread.
+    pub async fn thread_roots(
+        &self,
+        incident_ids: &[i64],
+        channel: &str,
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let mut out = Vec::with_capacity(incident_ids.len());
+        for id in incident_ids {
+            let root: Option<(String,)> = sqlx::query_as(
+                "select d.message_id from alert_deliveries d join alert_events e on e.id = d.event_id \
+                 where e.incident_id = ? and d.channel = ? and d.state = ? and d.message_id is not null \
+                 order by d.sent_at_ms, d.id limit 1",
+            )
+            .bind(id)
+            .bind(channel)
+            .bind(DeliveryState::Sent)
+            .fetch_optional(&self.pool)
+            .await?;
+            out.push(root.map(|(m,)| m));
+        }
+        Ok(out)
     }
 
     /// Records a failed attempt: retry at `next_ms`, or give up (`next_ms` = None).

@@ -161,9 +161,12 @@ async fn require_token(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let ok = if let Some(bearer) = given.strip_prefix("Bearer ") {
-        same_secret(bearer.trim().as_bytes(), expected)
-    } else if let Some(basic) = given.strip_prefix("Basic ") {
+    // Schemes are case-insensitive (RFC 7235 §2.1): `bearer` is `Bearer`.
+    let (scheme, credentials) = given.split_once(' ').unwrap_or((given, ""));
+    let ok = if scheme.eq_ignore_ascii_case("bearer") {
+        same_secret(credentials.trim().as_bytes(), expected)
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let basic = credentials;
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD
             .decode(basic.trim())

@@ -141,10 +141,9 @@ async fn past_days(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(target)
+        && *day == today
     {
-        if *day == today {
-            return Ok(rows.clone());
-        }
+        return Ok(rows.clone());
     }
     let rows = Arc::new(
         state

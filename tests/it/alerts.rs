@@ -135,9 +135,10 @@ async fn each_category_sends_a_documented_email_over_starttls_and_a_resolved_one
         );
         assert!(
             mail.header("Message-ID")
-                .is_some_and(|m| m.starts_with("<incident-")),
-            "thread root"
+                .is_some_and(|m| m.starts_with("<alert-firing-")),
+            "a Message-ID of its own"
         );
+        assert_eq!(mail.header("In-Reply-To"), None, "the thread's root");
     }
 
     // The simulator recovers: one RESOLVED email per incident, threaded under its firing one.

@@ -82,7 +82,7 @@ const VARIANTS: &[(u16, &[u8], &str)] = &[
     (401, br#"{"error":{"message":"x","code":"ip_not_authorized"}}"#, "ip_not_authorized"),
     // no `error` wrapper (OpenAI-compatible servers)
     (401, br#"{"object":"error","message":"Incorrect API key provided","type":"invalid_request_error","code":401}"#, "invalid_api_key"),
-    (404, br#"{"object":"error","message":"The model `x` does not exist.","type":"NotFoundError","param":null,"code":404}"#, "bad_request"),
+    (404, br#"{"object":"error","message":"The model `x` does not exist.","type":"NotFoundError","param":null,"code":404}"#, "model_not_found"),
     (429, br#"{"message":"Rate limit reached for requests","code":"rate_limit_exceeded"}"#, "rate_limit_exceeded"),
     (400, br#"{"error":"invalid model name"}"#, "bad_request"),
     // HTML from the edge, and other non-JSON bodies
@@ -105,7 +105,8 @@ const VARIANTS: &[(u16, &[u8], &str)] = &[
     (200, b"\xff\xfe\xfd", "unexpected_status"),
     // unknown statuses
     (418, br#"{"error":{"message":"I'm a teapot","type":"x","code":null}}"#, "unexpected_status"),
-    (520, b"", "unexpected_status"),
+    (520, b"", "bad_gateway"),
+    (599, b"", "unexpected_status"),
     (302, b"", "unexpected_status"),
     // a 2xx without the expected shape
     (200, br#"{"object":"list"}"#, "unexpected_status"),
@@ -155,4 +156,63 @@ fn html_pages_record_their_title_as_the_message() {
         Expect::List,
     );
     assert_eq!(v.message.as_deref(), Some("HTML page: Access denied"));
+}
+
+/// One real answer reported in public, with where it was reported.
+#[derive(serde::Deserialize)]
+struct Reported {
+    status: u16,
+    id: String,
+    body: String,
+    source: String,
+}
+
+/// The corpus of real error answers (API, edge network, relays) collected from public
+/// reports: every body gets the entry its fixture names, whatever wording it uses.
+#[test]
+fn every_publicly_reported_error_body_is_classified_as_its_fixture_says() {
+    let corpus: Vec<Reported> =
+        serde_json::from_str(include_str!("../fixtures/error-corpus.json")).unwrap();
+    assert!(corpus.len() >= 60, "{} bodies", corpus.len());
+    let mut wrong = Vec::new();
+    for r in &corpus {
+        assert!(r.source.starts_with("https://"), "a source for {}", r.body);
+        let got = classify(r.status, r.body.as_bytes(), Expect::Chat).entry.id;
+        if got != r.id {
+            wrong.push(format!(
+                "{} {} → {got}, expected {} ({})",
+                r.status,
+                r.body
+                    .chars()
+                    .take(90)
+                    .collect::<String>()
+                    .replace('\n', " "),
+                r.id,
+                r.source
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} misclassified:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    // Every catalog entry an answer can carry is covered by at least one real body.
+    for entry in openai_watch::catalog::CATALOG {
+        if matches!(entry.id, "timeout" | "connection_failed") {
+            continue;
+        }
+        assert!(
+            corpus.iter().any(|r| r.id == entry.id),
+            "no reported body for {}",
+            entry.id
+        );
+    }
+    for status in [520, 521, 522, 523, 524] {
+        assert!(
+            corpus.iter().any(|r| r.status == status),
+            "no edge answer with status {status}"
+        );
+    }
 }

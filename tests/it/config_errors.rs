@@ -103,7 +103,70 @@ fn cases() -> Vec<(&'static str, String, usize, &'static str)> {
             "interval below 1s",
             t.replace("\"60s\"", "\"500ms\""),
             7,
-            "at least 1s",
+            "between 1s and 1day",
+        ),
+        (
+            "an interval that would overflow the scheduler",
+            t.replace("\"60s\"", "\"300000000000y\""),
+            7,
+            "out of range",
+        ),
+        (
+            "a reminder every millisecond",
+            format!("{t}[alerts]\nreminder_interval = \"1ms\"\n"),
+            9,
+            "reminder_interval",
+        ),
+        (
+            "a reminder interval that would wrap around",
+            format!("{t}[alerts]\nreminder_interval = \"300000000y\"\n"),
+            9,
+            "out of range",
+        ),
+        (
+            "raw rows kept for no time",
+            format!("[storage]\nraw_retention = \"0s\"\n{t}"),
+            2,
+            "raw_retention",
+        ),
+        (
+            "a group wait of a year",
+            format!("{t}[alerts]\ngroup_wait = \"365d\"\n"),
+            9,
+            "group_wait",
+        ),
+        (
+            "a password in base_url",
+            t.replace(
+                "http://127.0.0.1:9/v1",
+                "https://user:hunter2@api.example.com/v1",
+            ),
+            3,
+            "user name or password",
+        ),
+        (
+            "a URL without a host",
+            t.replace("http://127.0.0.1:9/v1", "http:///v1"),
+            3,
+            "no host",
+        ),
+        (
+            "a line break in the organization header",
+            t.replace(
+                "api_key_env",
+                "organization = \"org-1\\r\\nX-Evil: 1\"\napi_key_env",
+            ),
+            4,
+            "HTTP header",
+        ),
+        (
+            "SMTP credentials in clear text to another host",
+            format!(
+                "{t}[alerts.email]\nsmtp_host = \"smtp.example.com\"\ntls = \"none\"\nusername_env = \"K\"\n\
+                 password_env = \"K\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n"
+            ),
+            10,
+            "clear text",
         ),
         (
             "bad listen address",
@@ -164,6 +227,10 @@ async fn malformed_configs_give_one_line_with_position_and_exit_78() {
         );
         assert_eq!(stderr.lines().count(), 1, "{what}: one line, got: {stderr}");
         assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "{what}: a password echoed: {stderr}"
+        );
         assert!(
             !stderr.contains("__serde"),
             "{what}: internal names leak: {stderr}"

@@ -102,7 +102,8 @@ fn covered(mail: &crate::helpers::smtp::Mail) -> Vec<(i64, String)> {
     let mut ids: Vec<i64> = refs
         .split("<incident-")
         .skip(1)
-        .filter_map(|s| s.split('@').next()?.parse().ok())
+        // `<incident-{id}.{installation}@{domain}>`
+        .filter_map(|s| s.split(['.', '@']).next()?.parse().ok())
         .collect();
     ids.sort_unstable();
     ids.dedup();
@@ -114,10 +115,7 @@ async fn kill_9_at_random_moments_keeps_the_database_whole_and_loses_no_alert() 
     let sim = start_simulator().await;
     let ws = Workspace::new();
     let smtp = SmtpServer::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), None);
-    let mut config = format!(
-        "[alerts]\ngroup_wait = \"0s\"\ncategories = [\"auth\", \"quota\"]\n\n[alerts.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\nfrom = \"w@example.com\"\nto = [\"o@example.com\"]\n\n",
-        smtp.port
-    );
+    let mut config = email_alerts(smtp.port, "\"auth\", \"quota\"");
     let targets: Vec<String> = (0..50).map(|i| format!("t{i}")).collect();
     for name in &targets {
         config.push_str(

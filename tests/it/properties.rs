@@ -97,12 +97,12 @@ proptest! {
         let mut bytes = good.as_bytes().to_vec();
         let at = pos % bytes.len();
         bytes[at] = byte;
-        if let Ok(text) = String::from_utf8(bytes) {
-            if let Err(e) = Config::parse(&text, Path::new("m.toml")) {
-                let line = e.to_string();
-                prop_assert!(!line.contains('\n'), "{line}");
-                prop_assert!(e.position.is_some(), "a position for {line}");
-            }
+        if let Ok(text) = String::from_utf8(bytes)
+            && let Err(e) = Config::parse(&text, Path::new("m.toml"))
+        {
+            let line = e.to_string();
+            prop_assert!(!line.contains('\n'), "{line}");
+            prop_assert!(e.position.is_some(), "a position for {line}");
         }
     }
 }

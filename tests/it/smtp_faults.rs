@@ -11,9 +11,7 @@ fn config(
     sim: &openai_watch::simulate::Simulator,
     port: u16,
 ) -> std::path::PathBuf {
-    let mut text = format!(
-        "[alerts]\ngroup_wait = \"0s\"\n\n[alerts.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"none\"\nfrom = \"w@example.com\"\nto = [\"o@example.com\"]\n\n"
-    );
+    let mut text = email_alerts(port, "");
     text.push_str(
         &TargetSpec {
             name: "prod",

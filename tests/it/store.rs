@@ -106,7 +106,7 @@ async fn reminders_follow_the_last_message_sent_and_a_restart_changes_nothing() 
     let due = store.pending_deliveries(t0).await.unwrap();
     assert_eq!(due.len(), 1);
     store
-        .mark_sent(&[due[0].delivery_id], t0 + 1_000)
+        .mark_sent(&[due[0].delivery_id], t0 + 1_000, None)
         .await
         .unwrap();
 
@@ -138,7 +138,7 @@ async fn reminders_follow_the_last_message_sent_and_a_restart_changes_nothing() 
     let due = store.pending_deliveries(t0 + 9 * hour).await.unwrap();
     assert_eq!((due.len(), due[0].kind.as_str()), (1, "reminder"));
     store
-        .mark_sent(&[due[0].delivery_id], t0 + 9 * hour)
+        .mark_sent(&[due[0].delivery_id], t0 + 9 * hour, None)
         .await
         .unwrap();
     assert_eq!(

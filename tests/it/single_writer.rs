@@ -1,0 +1,187 @@
+//! One writer per database: a second daemon is refused with one line and exit 75, `check`
+//! and `status` work beside the first, two daemons started at once on a new file never trip
+//! over the migrations, and a batch the database refuses for good never wedges the recorder.
+
+use crate::helpers::*;
+
+const KEY: &str = "sk-single-writer-test-000";
+
+fn target(name: &str, url: String) -> String {
+    TargetSpec {
+        name,
+        base_url: url,
+        key_env: Some("K"),
+        timeout: "10s",
+        probes: &[("models", "1s")],
+    }
+    .toml()
+}
+
+/// Waits for a daemon to exit on its own; its exit code and log.
+async fn exit_of(mut daemon: Daemon) -> (Option<i32>, String) {
+    let status = tokio::time::timeout(DEADLINE, daemon.child.wait())
+        .await
+        .expect("the daemon exited")
+        .unwrap();
+    wait_for("the log to end", || {
+        daemon.stderr.lock().unwrap().contains("error:")
+    })
+    .await;
+    let log = daemon.stderr.lock().unwrap().clone();
+    (status.code(), log)
+}
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_database_is_refused_while_check_and_status_work() {
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    let config = ws.write_config(&target("prod", sim.base_url("ok")));
+    let first = Daemon::start(&config, &[("K", KEY)]);
+    first.dashboard_url().await;
+
+    let second = Daemon::start(&config, &[("K", KEY)]);
+    let (code, log) = exit_of(second).await;
+    assert_eq!(code, Some(75), "{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(
+        errors[0].contains("already running") && errors[0].contains("watch.db"),
+        "{log}"
+    );
+
+    let out = run_cli(
+        &["--config", config.to_str().unwrap(), "check"],
+        &[("K", KEY)],
+        ws.dir.path(),
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_cli(
+        &["--config", config.to_str().unwrap(), "status"],
+        &[],
+        ws.dir.path(),
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Once the first one stopped, another may take over.
+    let (status, log) = first.terminate().await;
+    assert!(status.success(), "{log}");
+    let next = Daemon::start(&config, &[("K", KEY)]);
+    next.dashboard_url().await;
+    let (status, log) = next.terminate().await;
+    assert!(status.success(), "{log}");
+}
+
+#[tokio::test]
+async fn two_daemons_started_at_once_on_a_new_file_leave_one_running_and_no_migration_error() {
+    let sim = start_simulator().await;
+    for round in 0..5 {
+        let ws = Workspace::new();
+        let config = ws.write_config(&target("prod", sim.base_url("ok")));
+        let a = Daemon::start(&config, &[("K", KEY)]);
+        let b = Daemon::start(&config, &[("K", KEY)]);
+        // Exactly one of them exits, refused; the other serves.
+        let refused = eventually("one of the two to be refused", || async {
+            let a_log = a.stderr.lock().unwrap().clone();
+            let b_log = b.stderr.lock().unwrap().clone();
+            match (
+                a_log.contains("already running"),
+                b_log.contains("already running"),
+            ) {
+                (true, false) => Some('a'),
+                (false, true) => Some('b'),
+                (true, true) => panic!("round {round}: both refused:\n{a_log}\n{b_log}"),
+                (false, false) => None,
+            }
+        })
+        .await;
+        let (running, loser) = if refused == 'a' { (b, a) } else { (a, b) };
+        let (code, log) = exit_of(loser).await;
+        assert_eq!(code, Some(75), "round {round}: {log}");
+        let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "round {round}: one line: {log}");
+        assert!(
+            errors[0].contains("already running"),
+            "round {round}: {log}"
+        );
+        running.dashboard_url().await;
+        let (status, log) = running.terminate().await;
+        assert!(status.success(), "round {round}: {log}");
+        assert!(
+            !log.contains("cannot apply the database migrations") && !log.contains(" ERROR "),
+            "round {round}: {log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_row_the_database_refuses_for_good_is_dropped_and_everything_else_is_written() {
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    let config = ws.write_config(&format!(
+        "{}{}",
+        target("healthy", sim.tag_url("healthy")),
+        target("clash", sim.tag_url("clash"))
+    ));
+    let daemon = Daemon::start(&config, &[("K", KEY)]);
+    let url = daemon.dashboard_url().await;
+    let count = |target: &'static str| {
+        let db = ws.db();
+        async move {
+            probe_rows(&db)
+                .await
+                .iter()
+                .filter(|r| r.target == target)
+                .count()
+        }
+    };
+    eventually("both targets recorded", || async {
+        (count("healthy").await > 0 && count("clash").await > 0).then_some(())
+    })
+    .await;
+    // An open incident the detector does not know of (as a second writer would leave it):
+    // the detector's own incident for the same key now violates the one-open rule.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", ws.db().display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into incidents (target, category, location, probe, first_error_id, last_error_id, \
+         opened_at_ms, last_seen_at_ms, probe_count) \
+         values ('clash', 'auth', 'elsewhere', 'models', 'invalid_api_key', 'invalid_api_key', 1, 1, 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    sim.state.set_tag("clash", "invalid_api_key").unwrap();
+    wait_for("the refused row to be logged", || {
+        daemon
+            .stderr
+            .lock()
+            .unwrap()
+            .contains("probe row refused by the database; dropped")
+    })
+    .await;
+    // The healthy target goes on being written, and the daemon says it is healthy.
+    let before = count("healthy").await;
+    eventually("the healthy target to be written on", || async {
+        (count("healthy").await >= before + 3).then_some(())
+    })
+    .await;
+    openai_watch::tls::install_crypto_provider();
+    let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+}
