@@ -13,7 +13,12 @@ pub struct Health {
     /// Half the systemd watchdog timeout, when there is one.
     watchdog_ms: Option<i64>,
     last_ping_ms: AtomicI64,
+    /// The last probe that could not be made for a reason on this machine: (when, why).
+    local_failure: Mutex<Option<(i64, String)>>,
 }
+
+/// How long a probe that failed on this machine keeps `/healthz` unhealthy.
+pub const LOCAL_FAILURE_SHOWN_MS: i64 = 60_000;
 
 impl Health {
     /// Reads the systemd watchdog setting of this process.
@@ -54,6 +59,11 @@ impl Health {
         *self.db_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
     }
 
+    /// A probe could not be made for a reason on this machine (no file descriptors, …).
+    pub fn probe_failed_locally(&self, now_ms: i64, reason: String) {
+        *self.local_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some((now_ms, reason));
+    }
+
     /// `Ok` when healthy, else why not.
     pub fn check(&self, now_ms: i64) -> Result<(), String> {
         let beat = self.heartbeat_ms.load(Ordering::Relaxed);
@@ -73,6 +83,17 @@ impl Health {
             .as_ref()
         {
             return Err(format!("database not writable: {e}"));
+        }
+        if let Some((at, reason)) = self
+            .local_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            && now_ms - at < LOCAL_FAILURE_SHOWN_MS
+        {
+            return Err(format!(
+                "probes cannot be made on this machine (not a problem of the API): {reason}"
+            ));
         }
         Ok(())
     }

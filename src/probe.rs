@@ -48,6 +48,10 @@ pub struct Observation {
     pub rate_limits: RateLimits,
     /// How long the answer asked us to wait before the next request.
     pub retry_after: Option<Duration>,
+    /// The request could not be made for a reason on this machine (no file descriptors, no
+    /// memory, no local address): it says nothing about the API, so it is never stored as a
+    /// probe, never opens an incident, never alerts.
+    pub local_failure: bool,
 }
 
 /// The shared HTTP client and the secrets to mask in anything the wire says.
@@ -103,6 +107,7 @@ impl Prober {
             request_id: None,
             rate_limits: RateLimits::default(),
             retry_after: None,
+            local_failure: false,
         };
         match outcome {
             Err(_elapsed) => {
@@ -114,6 +119,7 @@ impl Prober {
             }
             Ok(Err(e)) => {
                 let kind = transport_kind(&e);
+                obs.local_failure = is_local_failure(&e);
                 obs.transport_error = Some(kind);
                 obs.entry = catalog::classify_transport(kind);
                 obs.message = Some(self.mask(&error_chain(&e)));
@@ -123,7 +129,20 @@ impl Prober {
                     ProbeKind::Models => Expect::List,
                     ProbeKind::Chat => Expect::Chat,
                 };
-                let verdict = catalog::classify(answer.status, &answer.body, expect);
+                // A model list longer than the cap (many fine-tuned models) is healthy when
+                // its beginning has the shape of one; the rest is never read.
+                let verdict = if answer.truncated
+                    && expect == Expect::List
+                    && (200..300).contains(&answer.status)
+                    && catalog::is_list_prefix(&answer.body)
+                {
+                    catalog::Verdict {
+                        entry: &catalog::OK,
+                        message: None,
+                    }
+                } else {
+                    catalog::classify(answer.status, &answer.body, expect)
+                };
                 obs.http_status = Some(answer.status);
                 obs.entry = verdict.entry;
                 obs.message = match (&answer.redirect_to, verdict.message) {
@@ -188,10 +207,12 @@ impl Prober {
         let headers = response.headers().clone();
         let redirect_to = header_str(&headers, "location");
         let mut body = Vec::with_capacity(1024);
+        let mut truncated = false;
         while let Some(chunk) = response.chunk().await? {
             let room = BODY_CAP - body.len();
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if body.len() >= BODY_CAP {
+            if chunk.len() >= room {
+                truncated = chunk.len() > room || response.chunk().await?.is_some();
                 break; // dropping `response` closes the connection instead of reading on
             }
         }
@@ -199,6 +220,7 @@ impl Prober {
             status,
             headers,
             body,
+            truncated,
             redirect_to,
         })
     }
@@ -207,7 +229,10 @@ impl Prober {
 struct Answer {
     status: u16,
     headers: HeaderMap,
+    /// The first `BODY_CAP` bytes.
     body: Vec<u8>,
+    /// More came than `BODY_CAP`; the rest was not read.
+    truncated: bool,
     redirect_to: Option<String>,
 }
 
@@ -256,6 +281,24 @@ pub fn retry_after(h: &HeaderMap, now: SystemTime) -> Option<Duration> {
         Some(date.duration_since(now).unwrap_or_default())
     };
     from_ms.or_else(from_header).map(|d| d.min(MAX_RETRY_AFTER))
+}
+
+/// Whether a failed request failed on this machine: out of file descriptors (EMFILE,
+/// ENFILE), of memory (ENOMEM, ENOBUFS), or of local addresses (EADDRNOTAVAIL).
+fn is_local_failure(e: &reqwest::Error) -> bool {
+    // Linux errno values.
+    const LOCAL: [i32; 5] = [12, 23, 24, 99, 105];
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.raw_os_error().is_some_and(|code| LOCAL.contains(&code))
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    let chain = error_chain(e).to_ascii_lowercase();
+    chain.contains("too many open files") || chain.contains("cannot allocate memory")
 }
 
 fn transport_kind(e: &reqwest::Error) -> TransportErrorKind {

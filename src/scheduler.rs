@@ -2,12 +2,12 @@
 //! heap, starts due probes under a concurrency bound, and hands observations to the recorder.
 //! No task per target: memory stays flat as targets grow.
 
-use crate::config::Target;
+use crate::config::{ProbeKind, Target};
 use crate::health::Health;
 use crate::probe::{Observation, Prober};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::sync::Arc;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -53,6 +53,33 @@ pub fn initial_delay(interval: Duration, fraction: f64) -> Duration {
         .mul_f64(fraction.clamp(0.0, 1.0))
 }
 
+/// Pauses the API asked for, by target and probe kind: until when (Unix ms) no probe may be
+/// sent. Shared by every scheduler of a daemon's life, so that a reload keeps them; the
+/// store keeps them across restarts.
+#[derive(Debug, Default)]
+pub struct Holds(Mutex<HashMap<(String, ProbeKind), i64>>);
+
+impl Holds {
+    pub fn new(held: impl IntoIterator<Item = ((String, ProbeKind), i64)>) -> Holds {
+        Holds(Mutex::new(held.into_iter().collect()))
+    }
+
+    /// Until when `kind` of `target` is held, if it is.
+    pub fn until(&self, target: &str, kind: ProbeKind) -> Option<i64> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(target.to_string(), kind))
+            .copied()
+    }
+
+    pub fn hold(&self, target: &str, kind: ProbeKind, until_ms: i64) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let at = map.entry((target.to_string(), kind)).or_insert(until_ms);
+        *at = (*at).max(until_ms);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Slot {
     target: usize,
@@ -65,13 +92,19 @@ pub async fn run(
     prober: Arc<Prober>,
     out: mpsc::Sender<Observation>,
     health: Arc<Health>,
+    holds: Arc<Holds>,
     cancel: CancellationToken,
 ) {
     let now = Instant::now();
+    let now_ms = crate::clock::now_ms();
     let mut due: BinaryHeap<Reverse<(Instant, Slot)>> = BinaryHeap::new();
     for (ti, t) in targets.iter().enumerate() {
         for (pi, p) in t.probes.iter().enumerate() {
-            let start = now + initial_delay(p.interval(), fastrand::f64());
+            let mut start = now + initial_delay(p.interval(), fastrand::f64());
+            if let Some(until) = holds.until(t.name.as_str(), p.kind) {
+                let left = Duration::from_millis(u64::try_from(until - now_ms).unwrap_or(0));
+                start = start.max(now.checked_add(left).unwrap_or(start));
+            }
             due.push(Reverse((
                 start,
                 Slot {
@@ -99,6 +132,11 @@ pub async fn run(
                 let probe = &targets[slot.target].probes[slot.probe];
                 let at = next_due(started, Instant::now(), probe.interval(), obs.retry_after);
                 if let Some(wait) = obs.retry_after {
+                    holds.hold(
+                        obs.target.as_str(),
+                        obs.kind,
+                        crate::clock::now_ms().saturating_add(crate::clock::millis(wait)),
+                    );
                     tracing::info!(target = %obs.target, probe = %obs.kind, wait = %humantime::format_duration(wait), "upstream asked to wait; next probe delayed");
                 }
                 due.push(Reverse((at, slot)));

@@ -34,8 +34,12 @@ const LOG_CAPACITY: usize = 10_000;
 pub const RATE_LIMIT_RETRY_AFTER_SECS: u64 = 20;
 
 /// Every scenario name the simulator knows: `ok`, then the catalog ids.
+/// A healthy account with a long model list (many fine-tuned models): about 600 KiB.
+pub const OK_MANY_MODELS: &str = "ok_many_models";
+
 pub fn scenarios() -> Vec<&'static str> {
-    std::iter::once("ok")
+    ["ok", OK_MANY_MODELS]
+        .into_iter()
         .chain(catalog::CATALOG.iter().map(|e| e.id))
         .collect()
 }
@@ -422,7 +426,16 @@ fn cut_connection() -> Response {
 fn answer(scenario: &str, endpoint: Endpoint, key: &str, model: &str) -> Response {
     use StatusCode as S;
     match scenario {
-        "ok" => match endpoint {
+        OK_MANY_MODELS if endpoint == Endpoint::Models => {
+            let data: Vec<serde_json::Value> = (0..5_000)
+                .map(|i| serde_json::json!({
+                    "id": format!("ft:gpt-4o-mini-2024-07-18:acme:customer-support-{i:05}:AbCdEf12"),
+                    "object": "model", "created": 1721172741, "owned_by": "acme-org"
+                }))
+                .collect();
+            axum::Json(serde_json::json!({"object": "list", "data": data})).into_response()
+        }
+        "ok" | OK_MANY_MODELS => match endpoint {
             Endpoint::Models => axum::Json(serde_json::json!({
                 "object": "list",
                 "data": [

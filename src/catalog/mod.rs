@@ -251,6 +251,29 @@ fn has_expected_shape(value: &serde_json::Value, expect: Expect) -> bool {
     }
 }
 
+/// Whether `prefix`, the beginning of a body cut at the read cap, is the beginning of a list
+/// answer: `{`, then (before any `"error"` key) `"data"` `:` `[`, whitespace allowed, and a
+/// first element that is an object.
+pub fn is_list_prefix(prefix: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(prefix);
+    let text = text.trim_start();
+    if !text.starts_with('{') {
+        return false;
+    }
+    let Some(at) = text.find("\"data\"") else {
+        return false;
+    };
+    if text[..at].contains("\"error\"") {
+        return false;
+    }
+    let mut rest = text[at + "\"data\"".len()..].trim_start().chars();
+    rest.next() == Some(':')
+        && rest.as_str().trim_start().starts_with('[')
+        && rest.as_str().trim_start()[1..]
+            .trim_start()
+            .starts_with('{')
+}
+
 /// Classifies an HTTP answer: its status and (the first bytes of) its body.
 pub fn classify(status: u16, body: &[u8], expect: Expect) -> Verdict {
     let parsed = parse_body(body);
@@ -327,6 +350,20 @@ pub fn classify_transport(error: TransportErrorKind) -> &'static Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_list_is_recognised_by_its_beginning_only() {
+        assert!(is_list_prefix(
+            br#"{"object":"list","data":[{"id":"ft:gpt-4o"#
+        ));
+        assert!(is_list_prefix(
+            b"\n { \"object\" : \"list\", \"data\" :\n [ {\"id\""
+        ));
+        assert!(!is_list_prefix(br#"{"error":{"message":"x"},"data":[{"#));
+        assert!(!is_list_prefix(br#"{"data":"nope"}"#));
+        assert!(!is_list_prefix(br#"<html><body>{"data":[{"#));
+        assert!(!is_list_prefix(br#"{"data":[1,2,3"#));
+    }
 
     #[test]
     fn every_entry_has_real_texts_and_a_unique_id() {

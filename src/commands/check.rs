@@ -5,6 +5,7 @@ use super::Exit;
 use crate::catalog::Severity;
 use crate::config::Config;
 use crate::probe::{Observation, Prober};
+use crate::scheduler::MAX_IN_FLIGHT;
 use crate::store::Store;
 use serde::Serialize;
 use std::io::Write;
@@ -24,14 +25,26 @@ pub struct CheckLine<'a> {
     pub request_id: Option<&'a str>,
 }
 
+/// How `check` names a probe that failed on this machine: not the API's category.
+const LOCAL: (&str, &str, &str) = ("monitor", "local_failure", "unknown");
+
 impl<'a> From<&'a Observation> for CheckLine<'a> {
     fn from(o: &'a Observation) -> Self {
+        let (category, error_id, severity) = if o.local_failure {
+            LOCAL
+        } else {
+            (
+                o.entry.category.as_str(),
+                o.entry.id,
+                o.entry.severity.as_str(),
+            )
+        };
         CheckLine {
             target: o.target.as_str(),
             probe: o.kind.as_str(),
-            category: o.entry.category.as_str(),
-            error_id: o.entry.id,
-            severity: o.entry.severity.as_str(),
+            category,
+            error_id,
+            severity,
             http_status: o.http_status,
             latency_ms: o.latency_ms,
             message: o.message.as_deref(),
@@ -40,26 +53,39 @@ impl<'a> From<&'a Observation> for CheckLine<'a> {
     }
 }
 
-/// The exit code for a set of observations: the worst severity.
+/// The exit code for a set of observations: the worst severity of the API's answers; a
+/// probe that could not be made here makes an otherwise healthy result unknown.
 pub fn exit_code(observations: &[Observation]) -> Exit {
-    match observations.iter().map(|o| o.entry.severity).max() {
+    let local = observations.iter().any(|o| o.local_failure);
+    let worst = observations
+        .iter()
+        .filter(|o| !o.local_failure)
+        .map(|o| o.entry.severity)
+        .max();
+    match worst {
+        Some(Severity::Critical) => Exit::Critical,
+        _ if local => Exit::Unknown,
         None => Exit::Unknown,
         Some(Severity::Ok) => Exit::Success,
         Some(Severity::Warning) => Exit::Warning,
-        Some(Severity::Critical) => Exit::Critical,
     }
 }
 
-/// Probes everything once, concurrently. Every probe ends within its target's timeout.
+/// Probes everything once, at most `MAX_IN_FLIGHT` at a time, like the daemon. Every probe
+/// ends within its target's timeout.
 pub async fn probe_all(config: &Config) -> anyhow::Result<Vec<Observation>> {
     let prober = Arc::new(Prober::new(config.secrets())?);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut set = tokio::task::JoinSet::new();
     for (ti, target) in config.targets.iter().enumerate() {
         for (pi, probe) in target.probes.iter().enumerate() {
-            let prober = prober.clone();
+            let (prober, permits) = (prober.clone(), permits.clone());
             let target = target.clone();
             let (kind, model) = (probe.kind(), probe.model().to_string());
-            set.spawn(async move { ((ti, pi), prober.probe(&target, kind, &model).await) });
+            set.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                ((ti, pi), prober.probe(&target, kind, &model).await)
+            });
         }
     }
     let mut results = set.join_all().await;
@@ -70,9 +96,15 @@ pub async fn probe_all(config: &Config) -> anyhow::Result<Vec<Observation>> {
 /// Runs `check`: probes, records, prints; returns the exit code.
 pub async fn run(config: &Config, json: bool, out: &mut impl Write) -> anyhow::Result<Exit> {
     let observations = probe_all(config).await?;
+    // A probe that could not be made here says nothing about the API: not recorded.
+    let answered: Vec<Observation> = observations
+        .iter()
+        .filter(|o| !o.local_failure)
+        .cloned()
+        .collect();
     match Store::open(&config.storage.path).await {
         Ok(store) => {
-            if let Err(e) = store.insert_probes(&config.location(), &observations).await {
+            if let Err(e) = store.insert_probes(&config.location(), &answered).await {
                 eprintln!("warning: results not recorded: {e}");
             }
             store.close().await;
@@ -92,6 +124,17 @@ pub async fn run(config: &Config, json: bool, out: &mut impl Write) -> anyhow::R
 }
 
 fn text_line(o: &Observation) -> String {
+    if o.local_failure {
+        return format!(
+            "UNKNOWN  {}/{} {} {} - {}ms — not a problem of the API: the probe could not be made on this machine: {}",
+            o.target,
+            o.kind,
+            LOCAL.0,
+            LOCAL.1,
+            o.latency_ms,
+            o.message.as_deref().unwrap_or("-")
+        );
+    }
     let status = o.http_status.map_or_else(
         || o.transport_error.map_or("-", |k| k.as_str()).to_string(),
         |s| s.to_string(),

@@ -73,6 +73,10 @@ pub async fn run(
         tracing::warn!("{warning}");
     }
     let prober = Prober::new(config.secrets()).context("cannot build the HTTP client")?;
+    // Pauses asked for before a restart still hold; reloads share them too.
+    let holds = Arc::new(scheduler::Holds::new(
+        store.holds(crate::clock::now_ms()).await?,
+    ));
 
     let health = Arc::new(Health::new());
     let metrics = Arc::new(Metrics::new());
@@ -106,20 +110,32 @@ pub async fn run(
         cancel.clone(),
     ));
     let web_cancel = cancel.clone();
-    tracker.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(web_cancel.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "dashboard server stopped");
-        }
-    });
+    let nofile = web::serve::raise_nofile_limit();
+    let max_connections = web::serve::connection_cap(nofile);
+    tracing::info!(
+        descriptors = nofile,
+        dashboard_connections = max_connections,
+        "descriptor limit"
+    );
+    tracker.spawn(web::serve::serve(
+        listener,
+        app,
+        max_connections,
+        web_cancel,
+    ));
     // Migrations ran and the listener is bound: ready, before the first watchdog ping.
     systemd::ready(&status_line(
         &config,
         store.count_open_incidents().await.unwrap_or(0),
     ));
-    let mut probing = Probing::start(&config, prober, tx.clone(), health.clone(), &cancel);
+    let mut probing = Probing::start(
+        &config,
+        prober,
+        tx.clone(),
+        health.clone(),
+        holds.clone(),
+        &cancel,
+    );
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -129,7 +145,7 @@ pub async fn run(
                 match prepare_reload(&old) {
                     Ok((new, prober)) => {
                         probing.stop().await;
-                        probing = Probing::start(&new, prober, tx.clone(), health.clone(), &cancel);
+                        probing = Probing::start(&new, prober, tx.clone(), health.clone(), holds.clone(), &cancel);
                         tracing::info!(targets = new.targets.len(), "config reloaded");
                         systemd::status(&status_line(&new, store.count_open_incidents().await.unwrap_or(0)));
                         let _ = config_tx.send(Arc::new(new));
@@ -190,6 +206,7 @@ impl Probing {
         prober: Prober,
         tx: mpsc::Sender<Observation>,
         health: Arc<Health>,
+        holds: Arc<scheduler::Holds>,
         parent: &CancellationToken,
     ) -> Probing {
         let cancel = parent.child_token();
@@ -199,6 +216,7 @@ impl Probing {
             Arc::new(prober),
             tx,
             health,
+            holds,
             cancel.clone(),
         ));
         Probing { cancel, task }

@@ -169,6 +169,14 @@ impl Recorder {
     }
 
     fn accept(&mut self, o: Observation) {
+        if o.local_failure {
+            // The monitor's own problem: shown by /healthz and the log, never as the API's.
+            let reason = o.message.clone().unwrap_or_default();
+            tracing::warn!(target = %o.target, probe = %o.kind, %reason, "probe not made: a problem of this machine, not of the API; not recorded");
+            self.health
+                .probe_failed_locally(crate::clock::now_ms(), reason);
+            return;
+        }
         log_outcome(&o);
         self.metrics.observe(&o);
         self.pending.push(o);

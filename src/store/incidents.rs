@@ -143,6 +143,23 @@ impl Store {
                 touched.push(o.target.as_str());
             }
         }
+        for o in batch {
+            if let Some(wait) = o.retry_after {
+                let until = o
+                    .at_ms
+                    .saturating_add(o.latency_ms)
+                    .saturating_add(crate::clock::millis(wait));
+                sqlx::query(
+                    "insert into probe_holds (target, probe, until_ms) values (?, ?, ?) \
+                     on conflict (target, probe) do update set until_ms = max(until_ms, excluded.until_ms)",
+                )
+                .bind(o.target.as_str())
+                .bind(o.kind)
+                .bind(until)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         for target in touched {
             let json = serde_json::to_string(&states[target])
                 .map_err(|e| StoreError::Sql(sqlx::Error::Decode(Box::new(e))))?;
@@ -178,6 +195,33 @@ impl Store {
                 }
             }
         }
+        // The incidents table is the truth about what is open: a state that lost an open
+        // incident (an unreadable row, a state from before a crash) learns it again, so that
+        // nothing is opened twice; one that remembers an incident resolved since forgets it.
+        let open: Vec<(String, Category, ProbeKind)> = sqlx::query_as(
+            "select target, category, probe from incidents where resolved_at_ms is null",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let is_open = |target: &str, category: Category| {
+            open.iter().any(|(t, c, _)| t == target && *c == category)
+        };
+        for (target, state) in out.iter_mut() {
+            state.open.retain(|c, _| is_open(target, *c));
+        }
+        for (target, category, probe) in &open {
+            let state = out.entry(target.clone()).or_default();
+            if !state.open.contains_key(category) {
+                tracing::info!(%target, %category, "detector state rebuilt from the open incident");
+                state.open.insert(
+                    *category,
+                    detect::OpenIncident {
+                        kinds: vec![*probe],
+                        healthy: 0,
+                    },
+                );
+            }
+        }
         let recent: Vec<(String, i64, Category)> = sqlx::query_as(
             "select target, at_ms, category from probes where at_ms > ? order by at_ms, id",
         )
@@ -191,6 +235,16 @@ impl Store {
                 .push_back((at_ms, category));
         }
         Ok(out)
+    }
+
+    /// The pauses the API asked for that last beyond `now_ms`, by (target, probe kind).
+    pub async fn holds(&self, now_ms: i64) -> Result<Vec<((String, ProbeKind), i64)>, StoreError> {
+        let rows: Vec<(String, ProbeKind, i64)> =
+            sqlx::query_as("select target, probe, until_ms from probe_holds where until_ms > ?")
+                .bind(now_ms)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(t, k, u)| ((t, k), u)).collect())
     }
 
     /// How many incidents are open.

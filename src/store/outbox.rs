@@ -51,7 +51,9 @@ struct LastNotice {
 }
 
 impl Store {
-    /// Pending deliveries due by `horizon_ms`, oldest first.
+    /// Pending deliveries due by `horizon_ms`, oldest first. A delivery waits while an
+    /// earlier event of the same incident is still pending on the same channel: events of one
+    /// incident reach a channel in order (a `resolved` never overtakes its `firing`).
     pub async fn pending_deliveries(
         &self,
         horizon_ms: i64,
@@ -60,7 +62,10 @@ impl Store {
             "select d.id as delivery_id, d.event_id, e.incident_id, d.channel, e.kind, e.category, e.created_at_ms, \
              d.attempts, d.next_attempt_at_ms \
              from alert_deliveries d join alert_events e on e.id = d.event_id \
-             where d.state = ? and d.next_attempt_at_ms <= ? order by d.next_attempt_at_ms, d.id",
+             where d.state = ?1 and d.next_attempt_at_ms <= ?2 \
+             and not exists (select 1 from alert_deliveries d2 join alert_events e2 on e2.id = d2.event_id \
+               where d2.state = ?1 and d2.channel = d.channel and e2.incident_id = e.incident_id and e2.id < e.id) \
+             order by d.next_attempt_at_ms, d.id",
         )
         .bind(DeliveryState::Pending)
         .bind(horizon_ms)

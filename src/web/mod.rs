@@ -3,6 +3,7 @@
 
 mod api;
 mod pages;
+pub mod serve;
 pub mod view;
 
 use crate::config::Config;

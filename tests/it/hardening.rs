@@ -15,16 +15,9 @@ async fn upstream_text_cannot_ping_a_slack_channel_or_disguise_a_link() {
         "<!channel> quota gone: <https://evil.example|Re-enter your key> & retry",
     );
     let config = format!(
-        "[alerts]\ngroup_wait = \"0s\"\n\n[[alerts.webhook]]\nurl = \"http://{}/_sim/webhook\"\nformat = \"slack\"\n\n{}",
-        sim.addr,
-        TargetSpec {
-            name: "prod",
-            base_url: sim.tag_url("prod"),
-            key_env: Some("K"),
-            timeout: "10s",
-            probes: &[("chat", "1s")],
-        }
-        .toml()
+        "{}{}",
+        webhook_alerts(&format!("http://{}/_sim/webhook", sim.addr), "slack"),
+        one_second_target("prod", sim.tag_url("prod"), "chat")
     );
     let app = TestApp::builder()
         .with(&config)
@@ -421,4 +414,271 @@ async fn every_email_about_an_incident_grouped_or_not_is_in_its_thread_with_ids_
     let store = openai_watch::store::Store::open(&other.db()).await.unwrap();
     assert_ne!(store.installation_id().await.unwrap(), installation);
     store.close().await;
+}
+
+#[tokio::test]
+async fn a_resolved_alert_never_overtakes_its_firing_one() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    // A webhook that answers 503 until told otherwise, and keeps what it accepted, in order.
+    let up = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (flag, sink) = (up.clone(), accepted.clone());
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let (flag, sink) = (flag.clone(), sink.clone());
+            async move {
+                if !flag.load(Ordering::SeqCst) {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                sink.lock()
+                    .unwrap()
+                    .push(v["event"].as_str().unwrap().to_string());
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    let sim = start_simulator().await;
+    sim.state.set_tag("prod", "invalid_api_key").unwrap();
+    let config = format!(
+        "[detection]\nsuccess_threshold = 1\n\n{}{}",
+        webhook_alerts(&format!("http://{hook_addr}/hook"), "json"),
+        one_second_target("prod", sim.tag_url("prod"), "models")
+    );
+    let app = TestApp::builder()
+        .with(&config)
+        .env("K", KEY)
+        .start_with(sim)
+        .await;
+    let db = app.ws.db();
+    let query = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+                .await
+                .unwrap();
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        }
+    };
+    // The firing alert fails a few times: its next attempt is several seconds away.
+    eventually("the firing alert to fail 3 times", || async {
+        (query("select coalesce(max(attempts), 0) from alert_deliveries").await >= 3).then_some(())
+    })
+    .await;
+    app.sim.state.set_tag("prod", "ok").unwrap();
+    eventually("the resolved event", || async {
+        (query("select count(*) from alert_events where kind = 'resolved'").await == 1)
+            .then_some(())
+    })
+    .await;
+    up.store(true, Ordering::SeqCst);
+    let events = eventually("both alerts delivered", || async {
+        let got = accepted.lock().unwrap().clone();
+        (got.len() >= 2).then_some(got)
+    })
+    .await;
+    assert_eq!(events, ["firing", "resolved"], "in order");
+    let (status, log) = app.daemon.terminate().await;
+    assert!(status.success(), "{log}");
+}
+
+/// Runs `check` with the file-descriptor limit set to `limit`.
+async fn check_with_fd_limit(
+    config: &std::path::Path,
+    limit: u32,
+    cwd: &std::path::Path,
+) -> std::process::Output {
+    let script = format!("ulimit -n {limit} && exec \"$0\" --config \"$1\" check");
+    run_cli_via_sh(
+        &script,
+        &[BIN, config.to_str().unwrap()],
+        &[("K", KEY)],
+        cwd,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn check_with_many_probes_keeps_to_the_concurrency_bound_and_never_blames_the_api_for_local_failures()
+ {
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    let mut config = String::new();
+    for i in 0..300 {
+        config.push_str(
+            &TargetSpec {
+                name: &format!("t{i}"),
+                base_url: sim.base_url("ok"),
+                key_env: Some("K"),
+                timeout: "20s",
+                probes: &[("models", "60s"), ("chat", "60s")],
+            }
+            .toml(),
+        );
+    }
+    let config = ws.write_config(&config);
+
+    // 600 probes, 256 descriptors: all of them answered, all healthy.
+    let out = check_with_fd_limit(&config, 256, ws.dir.path()).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("OK")).count(), 600);
+    assert_eq!(probe_rows(&ws.db()).await.len(), 600);
+
+    // 40 descriptors: most probes cannot even be made. That is this machine's problem:
+    // UNKNOWN (exit 3), never a CRITICAL outage, and nothing of it stored as the API's.
+    let out = check_with_fd_limit(&config, 40, ws.dir.path()).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("CRITICAL"), "{stdout}");
+    let local: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("UNKNOWN"))
+        .collect();
+    assert!(
+        !local.is_empty(),
+        "the limit was low enough to bite: {stdout}"
+    );
+    assert!(
+        local
+            .iter()
+            .all(|l| l.contains("monitor local_failure") && l.contains("not a problem of the API")),
+        "{local:?}"
+    );
+    let rows = probe_rows(&ws.db()).await;
+    assert_eq!(
+        rows.len(),
+        600 + stdout.lines().filter(|l| l.starts_with("OK")).count(),
+        "only answered probes are stored"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r.category == "ok"
+                && !r.message.as_deref().unwrap_or("").contains("open files")),
+        "no local failure stored"
+    );
+}
+
+#[tokio::test]
+async fn idle_dashboard_connections_never_take_the_probes_descriptors() {
+    use tokio::io::AsyncReadExt;
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    let config = ws.write_config(&format!(
+        "[detection]\nfailure_threshold = 1\n\n[alerts]\ngroup_wait = \"0s\"\n\n\
+         [[alerts.webhook]]\nurl = \"http://{}/_sim/webhook\"\n\n{}",
+        sim.addr,
+        TargetSpec {
+            name: "prod",
+            base_url: sim.base_url("ok"),
+            key_env: Some("K"),
+            timeout: "10s",
+            probes: &[("models", "1s")],
+        }
+        .toml()
+    ));
+    // 256 descriptors in all, and more idle connections than that.
+    let daemon = Daemon::start_with_fd_limit(&config, &[("K", KEY)], 256);
+    let url = daemon.dashboard_url().await;
+    let addr = url.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        if let Ok(s) = tokio::net::TcpStream::connect(&addr).await {
+            idle.push(s);
+        }
+    }
+    // Probing goes on, healthy, while they are held.
+    let before = probe_rows(&ws.db()).await.len();
+    eventually("5 more probes while the dashboard is flooded", || async {
+        (probe_rows(&ws.db()).await.len() >= before + 5).then_some(())
+    })
+    .await;
+    // The server closes every one of them: refused beyond the cap, or idle too long.
+    for (i, s) in idle.iter_mut().enumerate() {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(DEADLINE, s.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "idle connection {i} still open: {read:?}"
+        );
+    }
+    drop(idle);
+    openai_watch::tls::install_crypto_provider();
+    let health = eventually("/healthz to answer 200", || async {
+        let r = reqwest::get(format!("{url}/healthz")).await.ok()?;
+        (r.status() == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(health.status(), 200);
+    let rows = probe_rows(&ws.db()).await;
+    assert!(
+        rows.iter().all(|r| r.category == "ok"),
+        "no probe failed for want of descriptors: {:?}",
+        rows.iter().find(|r| r.category != "ok")
+    );
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("incident opened"), "no false outage: {log}");
+}
+
+#[tokio::test]
+async fn a_model_list_longer_than_the_body_cap_is_healthy() {
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    let config = ws.write_config(
+        &TargetSpec {
+            name: "many",
+            base_url: sim.base_url(openai_watch::simulate::OK_MANY_MODELS),
+            key_env: Some("K"),
+            timeout: "10s",
+            probes: &[("models", "60s"), ("chat", "60s")],
+        }
+        .toml(),
+    );
+    let out = run_cli(
+        &["--config", config.to_str().unwrap(), "check", "--json"],
+        &[("K", KEY)],
+        ws.dir.path(),
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(lines.iter().all(|l| l["error_id"] == "ok"), "{stdout}");
+    // The list really is longer than what a probe reads.
+    let list = http_client()
+        .get(format!(
+            "{}/models",
+            sim.base_url(openai_watch::simulate::OK_MANY_MODELS)
+        ))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        list.len() > 4 * openai_watch::probe::BODY_CAP,
+        "{} bytes",
+        list.len()
+    );
 }

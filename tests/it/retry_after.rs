@@ -55,3 +55,65 @@ async fn a_retry_after_answer_delays_the_next_probe_of_that_kind() {
     assert_eq!(rows.iter().filter(|r| r.target == "limited").count(), 1);
     assert!(rows.iter().filter(|r| r.target == "control").count() >= 5);
 }
+
+#[tokio::test]
+async fn a_pause_asked_for_survives_a_reload_and_a_restart() {
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    let spec = |name, url| TargetSpec {
+        name,
+        base_url: url,
+        key_env: Some("K"),
+        timeout: "20s",
+        probes: &[("models", "1s")],
+    };
+    let config = ws.write_config(&format!(
+        "{}{}",
+        spec("limited", sim.base_url("rate_limit_exceeded")).toml(),
+        spec("control", sim.base_url("ok")).toml()
+    ));
+    let count = |scenario: &str| {
+        sim.state
+            .requests()
+            .iter()
+            .filter(|r| r.scenario == scenario)
+            .count()
+    };
+    // The control target, probed every second by the same daemon, is the clock: each wait
+    // below lets at least 4 s pass, well inside the simulator's 20 s pause.
+    const { assert!(RATE_LIMIT_RETRY_AFTER_SECS >= 20) };
+    let control_grows_by = |n: usize| {
+        let from = count("ok");
+        move || count("ok") >= from + n
+    };
+    let daemon = Daemon::start(&config, &[("K", "sk-retry-after-test-0000")]);
+    wait_for("the first rate-limited answer", || {
+        count("rate_limit_exceeded") == 1
+    })
+    .await;
+
+    daemon.signal("HUP");
+    wait_for("the reload", || {
+        daemon.stderr.lock().unwrap().contains("config reloaded")
+    })
+    .await;
+    wait_for("4 s of probing after the reload", control_grows_by(5)).await;
+    assert_eq!(
+        count("rate_limit_exceeded"),
+        1,
+        "the reload forgot the pause"
+    );
+
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+    let daemon = Daemon::start(&config, &[("K", "sk-retry-after-test-0000")]);
+    daemon.dashboard_url().await;
+    wait_for("4 s of probing after the restart", control_grows_by(5)).await;
+    assert_eq!(
+        count("rate_limit_exceeded"),
+        1,
+        "the restart forgot the pause"
+    );
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+}

@@ -185,3 +185,64 @@ async fn a_row_the_database_refuses_for_good_is_dropped_and_everything_else_is_w
     let (status, log) = daemon.terminate().await;
     assert!(status.success(), "{log}");
 }
+
+#[tokio::test]
+async fn an_unreadable_detector_state_is_rebuilt_from_the_open_incidents() {
+    let sim = start_simulator().await;
+    sim.state.set_tag("prod", "invalid_api_key").unwrap();
+    let ws = Workspace::new();
+    let config = ws.write_config(&target("prod", sim.tag_url("prod")));
+    let incidents = |db: std::path::PathBuf| async move {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+            .await
+            .unwrap();
+        let rows: Vec<(i64, Option<i64>)> =
+            sqlx::query_as("select id, resolved_at_ms from incidents order by id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        rows
+    };
+    let daemon = Daemon::start(&config, &[("K", KEY)]);
+    daemon.dashboard_url().await;
+    eventually("the auth incident", || async {
+        (incidents(ws.db()).await.len() == 1).then_some(())
+    })
+    .await;
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+
+    // The state row is garbage now; the open incident is still in the table.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", ws.db().display()))
+        .await
+        .unwrap();
+    sqlx::query("update detector_state set state = 'not json'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let daemon = Daemon::start(&config, &[("K", KEY)]);
+    daemon.dashboard_url().await;
+    let probes = probe_rows(&ws.db()).await.len();
+    eventually("more failing probes to be written", || async {
+        (probe_rows(&ws.db()).await.len() >= probes + 3).then_some(())
+    })
+    .await;
+    assert_eq!(incidents(ws.db()).await.len(), 1, "nothing opened twice");
+    sim.state.set_tag("prod", "ok").unwrap();
+    let rows = eventually("the incident to resolve", || async {
+        let rows = incidents(ws.db()).await;
+        rows.iter().all(|r| r.1.is_some()).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows.len(), 1);
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("detector state rebuilt from the open incident"),
+        "{log}"
+    );
+    assert!(!log.contains("refused by the database"), "{log}");
+}

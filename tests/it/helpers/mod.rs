@@ -62,7 +62,14 @@ pub fn observation(target: &str, id: &str, at_ms: i64) -> openai_watch::probe::O
             ..Default::default()
         },
         retry_after: None,
+        local_failure: false,
     }
+}
+
+/// An HTTP client for tests (rustls needs the process's crypto provider first).
+pub fn http_client() -> reqwest::Client {
+    openai_watch::tls::install_crypto_provider();
+    reqwest::Client::new()
 }
 
 /// A running product for a test: the simulator, a workspace with the config and the
@@ -154,6 +161,25 @@ impl TestAppBuilder {
     }
 }
 
+/// `[alerts]` with `group_wait = "0s"` and one JSON (or Slack) webhook to `url`.
+pub fn webhook_alerts(url: &str, format: &str) -> String {
+    format!(
+        "[alerts]\ngroup_wait = \"0s\"\n\n[[alerts.webhook]]\nurl = \"{url}\"\nformat = \"{format}\"\n\n"
+    )
+}
+
+/// One target probed every second with the key from `$K`.
+pub fn one_second_target(name: &str, base_url: String, kind: &str) -> String {
+    TargetSpec {
+        name,
+        base_url,
+        key_env: Some("K"),
+        timeout: "10s",
+        probes: &[(kind, "1s")],
+    }
+    .toml()
+}
+
 /// One `[[targets]]` block.
 pub struct TargetSpec<'a> {
     pub name: &'a str,
@@ -234,8 +260,14 @@ impl Workspace {
 /// Runs the binary to completion (bounded by `DEADLINE`) with extra environment variables.
 pub async fn run_cli(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Output {
     let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(args)
-        .current_dir(cwd)
+    cmd.args(args);
+    output_of(cmd, env, cwd).await
+}
+
+/// Runs `cmd` in `cwd` with `env` (and no config or log level from the test's own
+/// environment) to completion, bounded by `DEADLINE`.
+async fn output_of(mut cmd: tokio::process::Command, env: &[(&str, &str)], cwd: &Path) -> Output {
+    cmd.current_dir(cwd)
         .env_remove("OPENAI_WATCH_CONFIG")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -247,6 +279,19 @@ pub async fn run_cli(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Output 
         .await
         .expect("the command finished within the deadline")
         .unwrap()
+}
+
+/// Runs `sh -c script` with `args` as `$0 $1 …` (e.g. to set a `ulimit` before `exec`ing
+/// the binary), bounded by `DEADLINE`.
+pub async fn run_cli_via_sh(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    cwd: &Path,
+) -> Output {
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c").arg(script).args(args);
+    output_of(cmd, env, cwd).await
 }
 
 /// Runs the binary like `run_cli` and also gives the peak resident memory of that process
@@ -385,10 +430,24 @@ pub struct Daemon {
 impl Daemon {
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = tokio::process::Command::new(BIN);
-        cmd.arg("--config")
-            .arg(config)
-            .arg("run")
-            .env_remove("OPENAI_WATCH_CONFIG")
+        cmd.arg("--config").arg(config).arg("run");
+        Daemon::spawn(cmd, env)
+    }
+
+    /// Starts the daemon with at most `limit` open file descriptors (soft and hard).
+    pub fn start_with_fd_limit(config: &Path, env: &[(&str, &str)], limit: u32) -> Daemon {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "ulimit -n {limit} && exec \"$0\" --config \"$1\" run"
+            ))
+            .arg(BIN)
+            .arg(config);
+        Daemon::spawn(cmd, env)
+    }
+
+    fn spawn(mut cmd: tokio::process::Command, env: &[(&str, &str)]) -> Daemon {
+        cmd.env_remove("OPENAI_WATCH_CONFIG")
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
