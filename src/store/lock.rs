@@ -6,10 +6,6 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-/// How long a migration waits for another process's migration to finish.
-const MIGRATION_WAIT: Duration = Duration::from_secs(10);
 
 /// The exclusive lock of a database's writer, held until dropped.
 #[derive(Debug)]
@@ -54,19 +50,6 @@ impl WriterLock {
                 lock: path.display().to_string(),
                 source,
             }),
-        }
-    }
-
-    /// Takes the lock, waiting up to `MIGRATION_WAIT` for another process to release it.
-    pub async fn acquire_for_migration(db: &Path) -> Result<WriterLock, LockError> {
-        let started = Instant::now();
-        loop {
-            match WriterLock::try_acquire(db) {
-                Err(LockError::Held { .. }) if started.elapsed() < MIGRATION_WAIT => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                other => return other,
-            }
         }
     }
 

@@ -43,6 +43,9 @@ impl StoreError {
     }
 }
 
+/// How long opening a database waits for another process's migration.
+const MIGRATION_WAIT: Duration = Duration::from_secs(10);
+
 /// The highest migration this binary carries.
 fn known_schema() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
@@ -122,13 +125,25 @@ impl Store {
             })?;
         let store = Store { pool };
         store.refuse_newer_schema(path).await?;
-        if store.schema_version().await? < known_schema() {
-            // Two processes starting at once on a new file must not both migrate it.
-            let _taken = match held {
-                Some(_) => None,
-                None => Some(WriterLock::acquire_for_migration(path).await?),
-            };
+        if held.is_some() {
             MIGRATOR.run(&store.pool).await?;
+            return Ok(store);
+        }
+        // Two processes starting at once on a new file must not both migrate it: migrations
+        // run under the writer lock. A daemon holds that lock for as long as it runs, but
+        // migrates first, so a process waiting for it finds the schema current soon.
+        let started = std::time::Instant::now();
+        while store.schema_version().await? < known_schema() {
+            match WriterLock::try_acquire(path) {
+                Ok(_lock) => {
+                    MIGRATOR.run(&store.pool).await?;
+                    break;
+                }
+                Err(LockError::Held { .. }) if started.elapsed() < MIGRATION_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(store)
     }

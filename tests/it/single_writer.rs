@@ -246,3 +246,32 @@ async fn an_unreadable_detector_state_is_rebuilt_from_the_open_incidents() {
     );
     assert!(!log.contains("refused by the database"), "{log}");
 }
+
+#[tokio::test]
+async fn check_started_with_a_daemon_on_a_new_file_waits_for_its_migrations_and_succeeds() {
+    let sim = start_simulator().await;
+    for round in 0..3 {
+        let ws = Workspace::new();
+        let config = ws.write_config(&target("prod", sim.base_url("ok")));
+        let daemon = Daemon::start(&config, &[("K", KEY)]);
+        let out = run_cli(
+            &["--config", config.to_str().unwrap(), "check"],
+            &[("K", KEY)],
+            ws.dir.path(),
+        )
+        .await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "round {round}: recorded without a warning"
+        );
+        daemon.dashboard_url().await;
+        let (status, log) = daemon.terminate().await;
+        assert!(status.success(), "round {round}: {log}");
+    }
+}
