@@ -2,7 +2,7 @@
 //! the wire said into an `Observation`, classified and with its message masked.
 
 use crate::catalog::{self, Entry, Expect};
-use crate::config::{self, ProbeKind, Target, TargetName};
+use crate::config::{self, Probe, ProbeKind, Target, TargetName};
 use crate::domain::TransportErrorKind;
 use crate::error_chain::error_chain;
 use crate::redact;
@@ -88,12 +88,12 @@ impl Prober {
     }
 
     /// Probes `kind` of `target` once. Never fails: every outcome is an `Observation`.
-    #[tracing::instrument(skip_all, fields(target = %target.name(), probe = %kind))]
-    pub async fn probe(&self, target: &Target, kind: ProbeKind, model: &str) -> Observation {
+    #[tracing::instrument(skip_all, fields(target = %target.name(), probe = %probe.kind))]
+    pub async fn probe(&self, target: &Target, probe: &Probe) -> Observation {
+        let kind = probe.kind;
         let at_ms = crate::clock::now_ms();
         let started = Instant::now();
-        let outcome =
-            tokio::time::timeout(target.timeout(), self.exchange(target, kind, model)).await;
+        let outcome = tokio::time::timeout(target.timeout(), self.exchange(target, probe)).await;
         let latency_ms = crate::clock::millis(started.elapsed());
         let mut obs = Observation {
             at_ms,
@@ -166,20 +166,15 @@ impl Prober {
         obs
     }
 
-    async fn exchange(
-        &self,
-        target: &Target,
-        kind: ProbeKind,
-        model: &str,
-    ) -> Result<Answer, reqwest::Error> {
-        let request = match kind {
+    async fn exchange(&self, target: &Target, probe: &Probe) -> Result<Answer, reqwest::Error> {
+        let request = match probe.kind {
             ProbeKind::Models => self.client.get(target.endpoint("models")),
             ProbeKind::Chat => {
-                let body = serde_json::json!({
-                    "model": model,
+                let mut body = serde_json::json!({
+                    "model": probe.model,
                     "messages": [{"role": "user", "content": "ping"}],
-                    "max_tokens": 1,
                 });
+                body[probe.max_tokens_field.as_str()] = serde_json::json!(1);
                 self.client
                     .post(target.endpoint("chat/completions"))
                     .header(CONTENT_TYPE, "application/json")

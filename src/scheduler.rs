@@ -158,7 +158,7 @@ pub async fn run(
                     let started = Instant::now();
                     let target = &targets[slot.target];
                     let probe = &target.probes[slot.probe];
-                    let obs = prober.probe(target, probe.kind(), probe.model()).await;
+                    let obs = prober.probe(target, probe).await;
                     (slot, started, obs)
                 });
             }

@@ -263,6 +263,42 @@ enum Endpoint {
     Chat,
 }
 
+/// The parameter checks of a healthy chat endpoint, as servers make them: reasoning models
+/// (o-series, gpt-5) refuse `max_tokens`; a server that knows only `max_tokens` (models named
+/// `legacy-…` here) refuses `max_completion_tokens`.
+fn refused_parameter(
+    scenario: &str,
+    endpoint: Endpoint,
+    request: &serde_json::Value,
+) -> Option<Response> {
+    if !matches!(scenario, "ok" | OK_MANY_MODELS) || endpoint != Endpoint::Chat {
+        return None;
+    }
+    let model = request.get("model").and_then(|m| m.as_str()).unwrap_or("");
+    let reasoning = ["o1", "o3", "o4", "gpt-5"]
+        .iter()
+        .any(|p| model.starts_with(p));
+    if reasoning && request.get("max_tokens").is_some() {
+        return Some(api_error_full(
+            StatusCode::BAD_REQUEST,
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+            "invalid_request_error",
+            Some("max_tokens"),
+            Some("unsupported_parameter"),
+        ));
+    }
+    if model.starts_with("legacy-") && request.get("max_completion_tokens").is_some() {
+        return Some(api_error_full(
+            StatusCode::BAD_REQUEST,
+            "Unrecognized request argument supplied: max_completion_tokens",
+            "invalid_request_error",
+            Some("max_completion_tokens"),
+            None,
+        ));
+    }
+    None
+}
+
 async fn api(
     State(state): State<Arc<SimState>>,
     method: Method,
@@ -307,10 +343,12 @@ async fn api(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|k| !k.is_empty());
-    let model = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string))
-        .unwrap_or_else(|| "gpt-4o-mini".to_string());
+    let request = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+    let model = request
+        .get("model")
+        .and_then(|m| m.as_str())
+        .unwrap_or("gpt-4o-mini")
+        .to_string();
 
     let mut response = match (scenario.as_str(), key) {
         ("timeout", _) => {
@@ -329,7 +367,10 @@ async fn api(
             "invalid_request_error",
             None,
         ),
-        (scenario, Some(key)) => answer(scenario, endpoint, key, &model),
+        (scenario, Some(key)) => match refused_parameter(scenario, endpoint, &request) {
+            Some(refusal) => refusal,
+            None => answer(scenario, endpoint, key, &model),
+        },
     };
     if let Some(message) = tag.and_then(|t| state.tag_message(t)) {
         response = replace_error_message(response, &message).await;
@@ -388,8 +429,18 @@ fn not_found() -> Response {
 }
 
 fn api_error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response {
+    api_error_full(status, message, kind, None, code)
+}
+
+fn api_error_full(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Response {
     let body = serde_json::json!({
-        "error": {"message": message, "type": kind, "param": null, "code": code}
+        "error": {"message": message, "type": kind, "param": param, "code": code}
     });
     (status, axum::Json(body)).into_response()
 }

@@ -161,15 +161,15 @@ pub static CATALOG: &[Entry] = &[
         // "That model does not exist", "The requested model 'x' does not exist."
         messages: &["model*does not exist", "does not have access to model"],
         status: StatusRule::None,
-        cause: "The model the probe asks for does not exist, was retired, or the key has no access to it.",
+        cause: "The model the probe's config asks for does not exist, was retired, or the key's project has no access to it.",
         resolution: "Set `model` of the chat probe to a model that GET /models lists for this key; pin a dated model that is still offered.",
     ),
     entry!(
         "bad_request", "bad request", &[400, 404, 409, 422], ClientError, Warning,
         codes: &[], types: &[], messages: &[],
         status: StatusRule::Any(&[400, 404, 409, 422]),
-        cause: "The API rejected the probe's request itself: the probe is misconfigured (a wrong base_url path, an unknown parameter or model).",
-        resolution: "Check the target's base_url (for OpenAI it ends in /v1) and the chat probe's model; the recorded message names what the API did not accept.",
+        cause: "The API refused the probe's own request: the probe's config is at fault (a wrong base_url path, a parameter or model this server does not take), not the account.",
+        resolution: "Check the target's base_url (for OpenAI it ends in /v1) and the chat probe's model; for an OpenAI-compatible server that knows only max_tokens, set max_tokens_field = \"max_tokens\" on the probe. The recorded message names what the server did not accept.",
     ),
     entry!(
         "invalid_authentication", "invalid authentication", &[401], Auth, Critical,

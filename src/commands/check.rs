@@ -80,11 +80,10 @@ pub async fn probe_all(config: &Config) -> anyhow::Result<Vec<Observation>> {
     for (ti, target) in config.targets.iter().enumerate() {
         for (pi, probe) in target.probes.iter().enumerate() {
             let (prober, permits) = (prober.clone(), permits.clone());
-            let target = target.clone();
-            let (kind, model) = (probe.kind(), probe.model().to_string());
+            let (target, probe) = (target.clone(), probe.clone());
             set.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                ((ti, pi), prober.probe(&target, kind, &model).await)
+                ((ti, pi), prober.probe(&target, &probe).await)
             });
         }
     }

@@ -25,7 +25,7 @@ pub fn describe(config: &Config, out: &mut impl Write) -> anyhow::Result<Exit> {
         )?;
         for p in &t.probes {
             let model = if p.kind == ProbeKind::Chat {
-                format!(" model {}", p.model)
+                format!(" model {} ({} = 1)", p.model, p.max_tokens_field.as_str())
             } else {
                 String::new()
             };

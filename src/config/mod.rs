@@ -18,7 +18,7 @@ mod values;
 pub use crate::domain::ProbeKind;
 pub use alerts::{Alerts, Email, Webhook};
 pub use error::ConfigError;
-pub use raw::{Agent, Detection, SmtpTls, Storage, WebhookFormat};
+pub use raw::{Agent, Detection, SmtpTls, Storage, TokenLimitField, WebhookFormat};
 pub use secrets::expose;
 pub use targets::{DEFAULT_CHAT_MODEL, Probe, Target};
 pub use values::{Dur, TargetName};

@@ -161,6 +161,28 @@ pub struct RawProbe {
     pub interval: Spanned<Dur>,
     /// Chat probes only.
     pub model: Option<Spanned<String>>,
+    /// Chat probes only: the name of the one-token limit the server knows.
+    pub max_tokens_field: Option<Spanned<TokenLimitField>>,
+}
+
+/// How a chat probe names its one-token limit: `max_completion_tokens`, today's parameter
+/// (reasoning models refuse the old one), or `max_tokens` for OpenAI-compatible servers that
+/// know only that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenLimitField {
+    #[default]
+    MaxCompletionTokens,
+    MaxTokens,
+}
+
+impl TokenLimitField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenLimitField::MaxCompletionTokens => "max_completion_tokens",
+            TokenLimitField::MaxTokens => "max_tokens",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -1,7 +1,7 @@
 //! `[[targets]]` and their probes: validation of the raw tables and the resolved `Target`.
 
 use super::error::{ConfigError, Source};
-use super::raw::{RawProbe, RawTarget};
+use super::raw::{RawProbe, RawTarget, TokenLimitField};
 use super::values::{TargetName, check_within};
 use crate::domain::ProbeKind;
 use secrecy::SecretString;
@@ -31,6 +31,8 @@ pub struct Probe {
     pub interval: Duration,
     /// The model asked for (chat probes).
     pub model: String,
+    /// How the one-token limit is named in the request (chat probes).
+    pub max_tokens_field: TokenLimitField,
 }
 
 impl Target {
@@ -137,6 +139,15 @@ fn validate_probe(
         Duration::from_secs(86_400),
     )
     .map_err(|e| src.err_at(p.interval.span(), format!("{at}.interval"), e))?;
+    if let Some(field) = &p.max_tokens_field
+        && kind != ProbeKind::Chat
+    {
+        return Err(src.err_at(
+            field.span(),
+            format!("{at}.max_tokens_field"),
+            "`max_tokens_field` applies to chat probes only",
+        ));
+    }
     if let Some(model) = &p.model {
         if kind != ProbeKind::Chat {
             return Err(src.err_at(
@@ -193,6 +204,11 @@ pub(super) fn resolve(src: &Source, index: usize, t: &RawTarget) -> Result<Targe
                     .as_ref()
                     .map_or(DEFAULT_CHAT_MODEL, |m| m.get_ref().as_str())
                     .to_string(),
+                max_tokens_field: p
+                    .max_tokens_field
+                    .as_ref()
+                    .map(|f| *f.get_ref())
+                    .unwrap_or_default(),
             })
             .collect(),
     })
