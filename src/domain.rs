@@ -89,6 +89,24 @@ vocabulary! {
         Models = "models",
         /// `POST {base_url}/chat/completions` with one output token: sees quota and overload.
         Chat = "chat",
+        /// `POST {base_url}/responses`, the API OpenAI now recommends.
+        Responses = "responses",
+        /// `POST {base_url}/chat/completions` with `stream: true`: time to first token.
+        ChatStream = "chat_stream",
+        /// `POST {base_url}/embeddings` with the cheapest embedding model.
+        Embeddings = "embeddings",
+    }
+}
+
+impl ProbeKind {
+    /// Whether the probe asks a model for something (and so takes `model`).
+    pub fn takes_model(self) -> bool {
+        !matches!(self, ProbeKind::Models)
+    }
+
+    /// Whether the probe asks for a chat completion (and so takes `max_tokens_field`).
+    pub fn is_chat(self) -> bool {
+        matches!(self, ProbeKind::Chat | ProbeKind::ChatStream)
     }
 }
 

@@ -96,6 +96,8 @@ pub enum Expect {
     List,
     /// A chat completion: `{"choices": [...]}`.
     Chat,
+    /// A response of the Responses API: `{"object": "response", "output": [...]}`.
+    Response,
 }
 
 /// The outcome of classification: the entry and the upstream message, not yet masked.
@@ -248,6 +250,7 @@ fn has_expected_shape(value: &serde_json::Value, expect: Expect) -> bool {
     match expect {
         Expect::List => value.get("data").is_some_and(|d| d.is_array()),
         Expect::Chat => value.get("choices").is_some_and(|c| c.is_array()),
+        Expect::Response => value.get("output").is_some_and(|o| o.is_array()),
     }
 }
 

@@ -23,6 +23,8 @@ pub struct CheckLine<'a> {
     pub latency_ms: i64,
     pub message: Option<&'a str>,
     pub request_id: Option<&'a str>,
+    /// `chat_stream`: time to the first token.
+    pub ttft_ms: Option<i64>,
 }
 
 /// How `check` names a probe that failed on this machine: not the API's category.
@@ -49,6 +51,7 @@ impl<'a> From<&'a Observation> for CheckLine<'a> {
             latency_ms: o.latency_ms,
             message: o.message.as_deref(),
             request_id: o.request_id.as_deref(),
+            ttft_ms: o.ttft_ms,
         }
     }
 }
@@ -148,6 +151,9 @@ fn text_line(o: &Observation) -> String {
         status,
         o.latency_ms
     );
+    if let Some(ttft) = o.ttft_ms {
+        line.push_str(&format!(" (first token {ttft}ms)"));
+    }
     if let Some(m) = &o.message {
         line.push_str(&format!(" — {m}"));
     }

@@ -1,7 +1,7 @@
 //! `config check`: the config is valid, and this is what it defines.
 
 use super::Exit;
-use crate::config::{Config, ProbeKind};
+use crate::config::Config;
 use std::io::Write;
 
 /// Prints the targets, probes and channels of a valid config, and its warnings.
@@ -24,8 +24,10 @@ pub fn describe(config: &Config, out: &mut impl Write) -> anyhow::Result<Exit> {
             humantime::format_duration(t.timeout)
         )?;
         for p in &t.probes {
-            let model = if p.kind == ProbeKind::Chat {
+            let model = if p.kind.is_chat() {
                 format!(" model {} ({} = 1)", p.model, p.max_tokens_field.as_str())
+            } else if p.kind.takes_model() {
+                format!(" model {}", p.model)
             } else {
                 String::new()
             };

@@ -97,7 +97,7 @@ pub(super) fn validate(src: &Source, targets: &[RawTarget]) -> Result<(), Config
             return Err(src.err_at(
                 t.name.span(),
                 at("probes"),
-                "target has no [[targets.probes]]: add a `models` or `chat` probe",
+                "target has no [[targets.probes]]: add a `models`, `chat`, `responses`, `chat_stream` or `embeddings` probe",
             ));
         }
         let mut kinds = HashSet::new();
@@ -140,20 +140,20 @@ fn validate_probe(
     )
     .map_err(|e| src.err_at(p.interval.span(), format!("{at}.interval"), e))?;
     if let Some(field) = &p.max_tokens_field
-        && kind != ProbeKind::Chat
+        && !kind.is_chat()
     {
         return Err(src.err_at(
             field.span(),
             format!("{at}.max_tokens_field"),
-            "`max_tokens_field` applies to chat probes only",
+            "`max_tokens_field` applies to chat and chat_stream probes only",
         ));
     }
     if let Some(model) = &p.model {
-        if kind != ProbeKind::Chat {
+        if !kind.takes_model() {
             return Err(src.err_at(
                 model.span(),
                 format!("{at}.model"),
-                "`model` applies to chat probes only",
+                "`model` does not apply to models probes",
             ));
         }
         if model.get_ref().trim().is_empty() {
@@ -182,6 +182,15 @@ fn check_header_value(v: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The model a probe asks for when none is configured: the cheapest that serves it.
+pub fn default_model(kind: ProbeKind) -> &'static str {
+    match kind {
+        ProbeKind::Embeddings => crate::probe::request::DEFAULT_EMBEDDING_MODEL,
+        ProbeKind::Models => "",
+        ProbeKind::Chat | ProbeKind::ChatStream | ProbeKind::Responses => DEFAULT_CHAT_MODEL,
+    }
+}
+
 /// The resolved target: its key read from its source.
 pub(super) fn resolve(src: &Source, index: usize, t: &RawTarget) -> Result<Target, ConfigError> {
     Ok(Target {
@@ -199,11 +208,10 @@ pub(super) fn resolve(src: &Source, index: usize, t: &RawTarget) -> Result<Targe
             .map(|p| Probe {
                 kind: *p.kind.get_ref(),
                 interval: p.interval.get_ref().0,
-                model: p
-                    .model
-                    .as_ref()
-                    .map_or(DEFAULT_CHAT_MODEL, |m| m.get_ref().as_str())
-                    .to_string(),
+                model: p.model.as_ref().map_or_else(
+                    || default_model(*p.kind.get_ref()).to_string(),
+                    |m| m.get_ref().clone(),
+                ),
                 max_tokens_field: p
                     .max_tokens_field
                     .as_ref()

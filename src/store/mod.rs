@@ -126,7 +126,7 @@ impl Store {
         let store = Store { pool };
         store.refuse_newer_schema(path).await?;
         if held.is_some() {
-            MIGRATOR.run(&store.pool).await?;
+            store.migrate().await?;
             return Ok(store);
         }
         // Two processes starting at once on a new file must not both migrate it: migrations
@@ -136,7 +136,7 @@ impl Store {
         while store.schema_version().await? < known_schema() {
             match WriterLock::try_acquire(path) {
                 Ok(_lock) => {
-                    MIGRATOR.run(&store.pool).await?;
+                    store.migrate().await?;
                     break;
                 }
                 Err(LockError::Held { .. }) if started.elapsed() < MIGRATION_WAIT => {
@@ -175,6 +175,19 @@ impl Store {
             });
         }
         Ok(store)
+    }
+
+    /// Applies the missing migrations one at a time, folding the write-ahead log back into
+    /// the database after each, so that the log never holds more than one migration: a
+    /// database on a small disk is not filled by its own schema.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        for version in MIGRATOR.iter().map(|m| m.version) {
+            MIGRATOR.run_to(version, &self.pool).await?;
+            sqlx::query("pragma wal_checkpoint(truncate)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The highest migration applied to the database; 0 for a new one.

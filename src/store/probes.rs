@@ -8,12 +8,12 @@ use sqlx::SqliteConnection;
 
 /// The columns of `ProbeRow`.
 const PROBE_COLUMNS: &str = "id, at_ms, location, target, probe, latency_ms, http_status, transport_error, \
-     category, error_id, message, request_id, ratelimit_remaining_requests, ratelimit_remaining_tokens";
+     category, error_id, message, request_id, ratelimit_remaining_requests, ratelimit_remaining_tokens, ttft_ms";
 
 /// The latest probe of each target named in the JSON array `?1`.
 const LATEST_PROBES_SQL: &str = "select p.id, p.at_ms, p.location, p.target, p.probe, p.latency_ms, p.http_status, \
      p.transport_error, p.category, p.error_id, p.message, p.request_id, \
-     p.ratelimit_remaining_requests, p.ratelimit_remaining_tokens \
+     p.ratelimit_remaining_requests, p.ratelimit_remaining_tokens, p.ttft_ms \
      from json_each(?1) t join probes p on p.id = \
      (select id from probes where target = t.value order by at_ms desc, id desc limit 1)";
 
@@ -37,6 +37,8 @@ pub struct ProbeRow {
     pub request_id: Option<String>,
     pub ratelimit_remaining_requests: Option<i64>,
     pub ratelimit_remaining_tokens: Option<i64>,
+    /// `chat_stream`: time to the first token.
+    pub ttft_ms: Option<i64>,
 }
 
 impl Store {
@@ -63,8 +65,8 @@ impl Store {
                 "insert into probes (at_ms, location, target, probe, latency_ms, http_status, \
                  transport_error, category, error_id, message, request_id, \
                  ratelimit_limit_requests, ratelimit_limit_tokens, ratelimit_remaining_requests, \
-                 ratelimit_remaining_tokens, ratelimit_reset_requests, ratelimit_reset_tokens) \
-                 values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 ratelimit_remaining_tokens, ratelimit_reset_requests, ratelimit_reset_tokens, ttft_ms) \
+                 values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(o.at_ms)
             .bind(location)
@@ -83,6 +85,7 @@ impl Store {
             .bind(o.rate_limits.remaining_tokens)
             .bind(o.rate_limits.reset_requests.as_deref())
             .bind(o.rate_limits.reset_tokens.as_deref())
+            .bind(o.ttft_ms)
             .execute(&mut *tx)
             .await?;
             sqlx::query(

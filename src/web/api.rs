@@ -145,6 +145,8 @@ pub struct ApiProbe {
     pub request_id: Option<String>,
     pub ratelimit_remaining_requests: Option<i64>,
     pub ratelimit_remaining_tokens: Option<i64>,
+    /// `chat_stream`: time to the first token.
+    pub ttft_ms: Option<i64>,
 }
 
 async fn probes(
@@ -189,6 +191,7 @@ async fn probes(
                 request_id: p.request_id,
                 ratelimit_remaining_requests: p.ratelimit_remaining_requests,
                 ratelimit_remaining_tokens: p.ratelimit_remaining_tokens,
+                ttft_ms: p.ttft_ms,
             })
             .collect(),
     ))

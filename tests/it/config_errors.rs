@@ -41,9 +41,9 @@ fn cases() -> Vec<(&'static str, String, usize, &'static str)> {
         ),
         (
             "unknown probe kind",
-            t.replace("\"models\"", "\"embeddings\""),
+            t.replace("\"models\"", "\"completions\""),
             6,
-            "embeddings",
+            "completions",
         ),
         (
             "unsupported URL scheme",
@@ -97,7 +97,7 @@ fn cases() -> Vec<(&'static str, String, usize, &'static str)> {
             "model on a models probe",
             t.replace("kind = \"models\"", "kind = \"models\"\nmodel = \"gpt-4o\""),
             7,
-            "chat probes only",
+            "does not apply to models probes",
         ),
         (
             "interval below 1s",

@@ -182,10 +182,15 @@ async fn the_api_answers_every_route_with_the_documented_fields() {
             "message",
             "request_id",
             "ratelimit_remaining_requests",
-            "ratelimit_remaining_tokens"
+            "ratelimit_remaining_tokens",
+            "ttft_ms"
         ])
     );
     assert_eq!(probes[0]["location"], "test-lab");
+    assert!(
+        probes[0]["ttft_ms"].is_null(),
+        "only streamed probes have one"
+    );
     assert_eq!(probes[0]["http_status"], 500);
     let future = app
         .json("/api/v1/targets/down/probes?since=2999-01-01T00:00:00Z")

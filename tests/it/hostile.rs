@@ -252,6 +252,7 @@ async fn hostile_answers_end_within_the_timeout_classified_and_memory_stays_boun
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains(KEY));
 
+    assert!(peak_rss_kib > 0, "the peak was measured");
     let max_rss_mib = peak_rss_kib / 1024;
     assert!(
         max_rss_mib < 64,

@@ -79,7 +79,125 @@ async fn max_tokens_field_is_refused_on_a_probe_that_is_not_chat() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(
-        stderr.contains("max_tokens_field") && stderr.contains("chat probes only"),
+        stderr.contains("max_tokens_field") && stderr.contains("chat and chat_stream probes only"),
         "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_probe_kinds_of_todays_api_classify_every_answer() {
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    // (target, scenario, probe kind, expected catalog id)
+    let mut cases = Vec::new();
+    for kind in ["responses", "chat_stream", "embeddings"] {
+        for (scenario, id) in [
+            ("ok", "ok"),
+            ("invalid_api_key", "invalid_api_key"),
+            ("insufficient_quota", "insufficient_quota"),
+        ] {
+            cases.push((
+                format!("{}-{}", kind.replace('_', "-"), scenario.replace('_', "-")),
+                scenario,
+                kind,
+                id,
+            ));
+        }
+    }
+    // Inside a stream: an error event is classified like a body; a cut is an outage.
+    cases.push((
+        "stream-error".into(),
+        "stream_error",
+        "chat_stream",
+        "server_error",
+    ));
+    cases.push((
+        "stream-cut".into(),
+        "stream_cut",
+        "chat_stream",
+        "connection_failed",
+    ));
+    let mut config = String::new();
+    for (name, scenario, kind, _) in &cases {
+        config.push_str(
+            &TargetSpec {
+                name,
+                base_url: sim.base_url(scenario),
+                key_env: Some("K"),
+                timeout: "10s",
+                probes: &[(kind, "60s")],
+            }
+            .toml(),
+        );
+    }
+    let config = ws.write_config(&config);
+    let out = run_cli(
+        &["--config", config.to_str().unwrap(), "check", "--json"],
+        &[("K", KEY)],
+        ws.dir.path(),
+    )
+    .await;
+    let lines: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for (name, _, kind, id) in &cases {
+        let line = lines.iter().find(|l| l["target"] == name.as_str()).unwrap();
+        assert_eq!(line["probe"], *kind, "{line}");
+        assert_eq!(line["error_id"], *id, "{name}: {line}");
+    }
+    let stream_ok = lines
+        .iter()
+        .find(|l| l["target"] == "chat-stream-ok")
+        .unwrap();
+    let ttft = stream_ok["ttft_ms"].as_i64().expect("time to first token");
+    assert!(
+        ttft <= stream_ok["latency_ms"].as_i64().unwrap(),
+        "{stream_ok}"
+    );
+    let cut = lines.iter().find(|l| l["target"] == "stream-cut").unwrap();
+    assert_eq!(
+        cut["category"], "outage",
+        "a cut stream is never a success: {cut}"
+    );
+    assert!(
+        cut["message"].as_str().unwrap().contains("stream was cut"),
+        "{cut}"
+    );
+    let errored = lines
+        .iter()
+        .find(|l| l["target"] == "stream-error")
+        .unwrap();
+    assert!(
+        errored["message"]
+            .as_str()
+            .unwrap()
+            .contains("The server had an error"),
+        "{errored}"
+    );
+
+    // What the simulator was asked: one request per probe, on the right endpoint.
+    let paths: Vec<String> = sim
+        .state
+        .requests()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(paths.iter().any(|p| p.ends_with("/v1/responses")));
+    assert!(paths.iter().any(|p| p.ends_with("/v1/embeddings")));
+    // The text output shows the time to first token of a streamed probe.
+    let text = run_cli(
+        &["--config", config.to_str().unwrap(), "check"],
+        &[("K", KEY)],
+        ws.dir.path(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&text.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("chat-stream-ok/chat_stream"))
+        .unwrap();
+    assert!(line.contains("(first token "), "{line}");
+    let rows = probe_rows(&ws.db()).await;
+    assert_eq!(
+        rows.iter().filter(|r| r.probe == "chat_stream").count(),
+        2 * 5
     );
 }

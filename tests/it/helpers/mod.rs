@@ -62,6 +62,7 @@ pub fn observation(target: &str, id: &str, at_ms: i64) -> openai_watch::probe::O
             ..Default::default()
         },
         retry_after: None,
+        ttft_ms: None,
         local_failure: false,
     }
 }
@@ -295,63 +296,49 @@ pub async fn run_cli_via_sh(
 }
 
 /// Runs the binary like `run_cli` and also gives the peak resident memory of that process
-/// alone, in KiB (its own `wait4` rusage: the test binary has other children too).
+/// alone, in KiB: the highest `VmHWM` of `/proc/PID/status` seen while it runs (read every
+/// 20 ms). Not `ru_maxrss`: Linux starts a child's counter from its parent's size at fork, and
+/// the test binary is large.
 pub async fn run_cli_with_peak_rss(
     args: &[&str],
     env: &[(&str, &str)],
     cwd: &Path,
 ) -> (Output, i64) {
-    use std::io::Read;
-    use std::os::unix::process::ExitStatusExt;
-    let mut cmd = std::process::Command::new(BIN);
+    let mut cmd = tokio::process::Command::new(BIN);
     cmd.args(args)
         .current_dir(cwd)
         .env_remove("OPENAI_WATCH_CONFIG")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    // The child is reaped by `wait4` below, which also gives its rusage; std's `wait` cannot.
-    #[allow(clippy::zombie_processes)]
-    let mut child = cmd.spawn().unwrap();
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let waited = tokio::task::spawn_blocking(move || {
-        let out = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = stdout.read_to_end(&mut v);
-            v
-        });
-        let err = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = stderr.read_to_end(&mut v);
-            v
-        });
-        let mut status = 0;
-        // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `pid` is our own child, not waited for elsewhere (std's Child is dropped
-        // without waiting); the pointers are to live locals.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        assert_eq!(rc, pid, "wait4");
-        let output = Output {
-            status: std::process::ExitStatus::from_raw(status),
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
-        };
-        (output, usage.ru_maxrss)
-    });
-    match tokio::time::timeout(DEADLINE, waited).await {
-        Ok(result) => result.unwrap(),
-        Err(_) => {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("the command did not finish within the deadline");
+    let child = cmd.spawn().unwrap();
+    let status_file = format!("/proc/{}/status", child.id().unwrap());
+    let output = child.wait_with_output();
+    tokio::pin!(output);
+    let mut peak_kib = 0i64;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_file)
+            && let Some(hwm) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        {
+            peak_kib = peak_kib.max(hwm);
         }
+        tokio::select! {
+            out = &mut output => return (out.unwrap(), peak_kib),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the command did not finish within the deadline"
+        );
     }
 }
 

@@ -13,9 +13,12 @@
 //! `Authorization: Bearer` header gets the 401 the real API gives. `invalid_api_key` echoes the
 //! key it was sent, as a careless server would: the monitor must mask it.
 
+mod answers;
+
 use crate::catalog;
+use answers::{answer, api_error, api_error_full, cut_connection, html, not_found};
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -37,8 +40,13 @@ pub const RATE_LIMIT_RETRY_AFTER_SECS: u64 = 20;
 /// A healthy account with a long model list (many fine-tuned models): about 600 KiB.
 pub const OK_MANY_MODELS: &str = "ok_many_models";
 
+/// A stream that starts, then carries an `error` event (streamed chat completions only).
+pub const STREAM_ERROR: &str = "stream_error";
+/// A stream that starts, then breaks off (streamed chat completions only).
+pub const STREAM_CUT: &str = "stream_cut";
+
 pub fn scenarios() -> Vec<&'static str> {
-    ["ok", OK_MANY_MODELS]
+    ["ok", OK_MANY_MODELS, STREAM_ERROR, STREAM_CUT]
         .into_iter()
         .chain(catalog::CATALOG.iter().map(|e| e.id))
         .collect()
@@ -257,10 +265,15 @@ async fn get_requests(State(state): State<Arc<SimState>>) -> axum::Json<Vec<Requ
     axum::Json(state.requests())
 }
 
+/// Which endpoint a request is for.
 #[derive(Clone, Copy, PartialEq)]
-enum Endpoint {
+pub(crate) enum Endpoint {
     Models,
     Chat,
+    /// `chat/completions` with `"stream": true`: server-sent events.
+    ChatStream,
+    Responses,
+    Embeddings,
 }
 
 /// The parameter checks of a healthy chat endpoint, as servers make them: reasoning models
@@ -271,7 +284,9 @@ fn refused_parameter(
     endpoint: Endpoint,
     request: &serde_json::Value,
 ) -> Option<Response> {
-    if !matches!(scenario, "ok" | OK_MANY_MODELS) || endpoint != Endpoint::Chat {
+    if !matches!(scenario, "ok" | OK_MANY_MODELS)
+        || !matches!(endpoint, Endpoint::Chat | Endpoint::ChatStream)
+    {
         return None;
     }
     let model = request.get("model").and_then(|m| m.as_str()).unwrap_or("");
@@ -327,6 +342,8 @@ async fn api(
     let endpoint = match (&method, rest.trim_end_matches('/')) {
         (&Method::GET, "v1/models") => Endpoint::Models,
         (&Method::POST, "v1/chat/completions") => Endpoint::Chat,
+        (&Method::POST, "v1/responses") => Endpoint::Responses,
+        (&Method::POST, "v1/embeddings") => Endpoint::Embeddings,
         _ => return not_found(),
     };
     if check_scenario(&scenario).is_err() {
@@ -344,6 +361,11 @@ async fn api(
         .map(str::trim)
         .filter(|k| !k.is_empty());
     let request = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+    let endpoint = if endpoint == Endpoint::Chat && request["stream"] == true {
+        Endpoint::ChatStream
+    } else {
+        endpoint
+    };
     let model = request
         .get("model")
         .and_then(|m| m.as_str())
@@ -417,179 +439,4 @@ async fn replace_error_message(response: Response, message: &str) -> Response {
     let mut body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     body["error"]["message"] = serde_json::Value::String(message.to_string());
     (status, axum::Json(body)).into_response()
-}
-
-fn not_found() -> Response {
-    api_error(
-        StatusCode::NOT_FOUND,
-        "Invalid URL",
-        "invalid_request_error",
-        None,
-    )
-}
-
-fn api_error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response {
-    api_error_full(status, message, kind, None, code)
-}
-
-fn api_error_full(
-    status: StatusCode,
-    message: &str,
-    kind: &str,
-    param: Option<&str>,
-    code: Option<&str>,
-) -> Response {
-    let body = serde_json::json!({
-        "error": {"message": message, "type": kind, "param": param, "code": code}
-    });
-    (status, axum::Json(body)).into_response()
-}
-
-fn html(status: StatusCode, title: &str, text: &str) -> Response {
-    let page = format!(
-        "<!DOCTYPE html>\n<html><head><title>{title}</title></head><body><h1>{text}</h1></body></html>\n"
-    );
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        page,
-    )
-        .into_response()
-}
-
-/// Sends the status line and headers, then fails the body: the client sees the connection
-/// cut in the middle of the answer.
-fn cut_connection() -> Response {
-    let stream = futures_util::stream::iter([
-        Ok(Bytes::from_static(b"{\"object\":")),
-        Err(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "simulated reset",
-        )),
-    ]);
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-fn answer(scenario: &str, endpoint: Endpoint, key: &str, model: &str) -> Response {
-    use StatusCode as S;
-    match scenario {
-        OK_MANY_MODELS if endpoint == Endpoint::Models => {
-            let data: Vec<serde_json::Value> = (0..5_000)
-                .map(|i| serde_json::json!({
-                    "id": format!("ft:gpt-4o-mini-2024-07-18:acme:customer-support-{i:05}:AbCdEf12"),
-                    "object": "model", "created": 1721172741, "owned_by": "acme-org"
-                }))
-                .collect();
-            axum::Json(serde_json::json!({"object": "list", "data": data})).into_response()
-        }
-        "ok" | OK_MANY_MODELS => match endpoint {
-            Endpoint::Models => axum::Json(serde_json::json!({
-                "object": "list",
-                "data": [
-                    {"id": "gpt-4o-mini", "object": "model", "created": 1721172741, "owned_by": "system"},
-                    {"id": "gpt-4o-mini-2024-07-18", "object": "model", "created": 1721172717, "owned_by": "system"}
-                ]
-            }))
-            .into_response(),
-            Endpoint::Chat => axum::Json(serde_json::json!({
-                "id": "chatcmpl-sim", "object": "chat.completion", "created": 1721172741, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "length"}],
-                "usage": {"prompt_tokens": 8, "completion_tokens": 1, "total_tokens": 9}
-            }))
-            .into_response(),
-        },
-        "invalid_authentication" => api_error(S::UNAUTHORIZED, "Invalid authorization header", "invalid_request_error", None),
-        "invalid_api_key" => api_error(
-            S::UNAUTHORIZED,
-            &format!("Incorrect API key provided: {key}. You can find your API key at https://platform.openai.com/account/api-keys."),
-            "invalid_request_error",
-            Some("invalid_api_key"),
-        ),
-        "no_organization" => api_error(
-            S::UNAUTHORIZED,
-            "You must be a member of an organization to use the API. Please contact us through our help center at help.openai.com.",
-            "invalid_request_error",
-            Some("no_organization"),
-        ),
-        "mismatched_organization" => api_error(
-            S::UNAUTHORIZED,
-            "OpenAI-Organization header should match organization for API key",
-            "invalid_request_error",
-            Some("mismatched_organization"),
-        ),
-        "account_deactivated" => api_error(
-            S::UNAUTHORIZED,
-            "This key is associated with a deactivated account. If you feel this is an error, contact us through our help center at help.openai.com.",
-            "invalid_request_error",
-            Some("account_deactivated"),
-        ),
-        "ip_not_authorized" => api_error(
-            S::UNAUTHORIZED,
-            "You are not authorized to access this organization from this IP address.",
-            "invalid_request_error",
-            Some("ip_not_authorized"),
-        ),
-        "insufficient_permissions" => api_error(
-            S::UNAUTHORIZED,
-            "You have insufficient permissions for this operation. Missing scopes: model.read. Check that you have the correct role in your organization (Reader, Writer, Owner) and project (Member, Owner), and if you're using a restricted API key, that it has the necessary scopes.",
-            "invalid_request_error",
-            None,
-        ),
-        "unsupported_region" => api_error(
-            S::FORBIDDEN,
-            "Country, region, or territory not supported",
-            "request_forbidden",
-            Some("unsupported_country_region_territory"),
-        ),
-        "rate_limit_exceeded" => api_error(
-            S::TOO_MANY_REQUESTS,
-            &format!("Rate limit reached for {model} in organization org-sim on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in {RATE_LIMIT_RETRY_AFTER_SECS}s. Visit https://platform.openai.com/account/rate-limits to learn more."),
-            "requests",
-            Some("rate_limit_exceeded"),
-        ),
-        "slow_down" => api_error(
-            S::SERVICE_UNAVAILABLE,
-            "Slow Down: please reduce your request rate.",
-            "server_error",
-            Some("slow_down"),
-        ),
-        "insufficient_quota" => api_error(
-            S::TOO_MANY_REQUESTS,
-            "You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
-            "insufficient_quota",
-            Some("insufficient_quota"),
-        ),
-        "server_error" => api_error(
-            S::INTERNAL_SERVER_ERROR,
-            "The server had an error while processing your request. Sorry about that!",
-            "server_error",
-            None,
-        ),
-        "bad_gateway" => html(S::BAD_GATEWAY, "502 Bad Gateway", "502 Bad Gateway"),
-        "engine_overloaded" => api_error(
-            S::SERVICE_UNAVAILABLE,
-            "The engine is currently overloaded, please try again later",
-            "server_error",
-            None,
-        ),
-        "gateway_timeout" => html(S::GATEWAY_TIMEOUT, "504 Gateway Time-out", "504 Gateway Time-out"),
-        "model_not_found" => api_error(
-            S::NOT_FOUND,
-            &format!("The model `{model}` does not exist or you do not have access to it."),
-            "invalid_request_error",
-            Some("model_not_found"),
-        ),
-        "bad_request" => api_error(
-            S::BAD_REQUEST,
-            "Unrecognized request argument supplied: max_tokenz",
-            "invalid_request_error",
-            None,
-        ),
-        // A 2xx that is not an API answer: a captive portal in front of the API.
-        _ => html(S::OK, "Sign in to the network", "Please sign in to continue"),
-    }
 }
