@@ -20,6 +20,70 @@ pub struct TargetState {
     pub window: VecDeque<(i64, Category)>,
     /// Open incidents by category.
     pub open: BTreeMap<Category, OpenIncident>,
+    /// Leading signals (headroom), each detected on its own: a healthy answer can carry one.
+    #[serde(default)]
+    pub signals: BTreeMap<Category, SignalState>,
+}
+
+/// What the detector remembers of one leading signal of a target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SignalState {
+    /// Per key (the model), the current run of probes at or above the threshold and its
+    /// start.
+    pub above: BTreeMap<String, (u32, i64)>,
+    /// Whether its incident is open.
+    pub open: bool,
+    /// While open: consecutive probes with no key above the threshold.
+    pub below: u32,
+}
+
+/// One probe's reading of a leading signal: whether `key` (the model) is at or above the
+/// threshold.
+#[derive(Debug, Clone)]
+pub struct Signal {
+    pub at_ms: i64,
+    pub category: Category,
+    pub key: String,
+    pub above: bool,
+}
+
+/// Advances a leading signal by one reading. It opens after `failure_threshold` readings
+/// of one key in a row at or above the threshold, and resolves after `success_threshold`
+/// readings in a row with no key above it.
+pub fn step_signal(state: &mut TargetState, cfg: &Detection, s: &Signal) -> Option<Transition> {
+    let signal = state.signals.entry(s.category).or_default();
+    if s.above {
+        let run = signal.above.entry(s.key.clone()).or_insert((0, s.at_ms));
+        run.0 += 1;
+        let run = *run;
+        signal.below = 0;
+        if signal.open {
+            return Some(Transition::Seen {
+                category: s.category,
+            });
+        }
+        if run.0 >= cfg.failure_threshold.get() {
+            signal.open = true;
+            return Some(Transition::Opened {
+                category: s.category,
+                probe_count: run.0,
+                since_ms: run.1,
+            });
+        }
+        return None;
+    }
+    signal.above.remove(&s.key);
+    if signal.open && signal.above.is_empty() {
+        signal.below += 1;
+        if signal.below >= cfg.success_threshold.get() {
+            signal.open = false;
+            signal.below = 0;
+            return Some(Transition::Resolved {
+                category: s.category,
+            });
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -178,6 +242,53 @@ fn flapping(state: &TargetState, cfg: &Detection, category: Category) -> Option<
 mod tests {
     use super::*;
     use Category::*;
+
+    fn reading(at_ms: i64, key: &str, above: bool) -> Signal {
+        Signal {
+            at_ms,
+            category: Headroom,
+            key: key.into(),
+            above,
+        }
+    }
+
+    #[test]
+    fn headroom_opens_after_the_threshold_in_a_row_for_one_model_and_resolves_below_it() {
+        let cfg = cfg();
+        let mut s = TargetState::default();
+        assert_eq!(step_signal(&mut s, &cfg, &reading(1, "m", true)), None);
+        assert_eq!(step_signal(&mut s, &cfg, &reading(2, "m", true)), None);
+        // Another model below the line does not break the run of this one.
+        assert_eq!(step_signal(&mut s, &cfg, &reading(3, "other", false)), None);
+        assert_eq!(
+            step_signal(&mut s, &cfg, &reading(4, "m", true)),
+            Some(Transition::Opened {
+                category: Headroom,
+                probe_count: 3,
+                since_ms: 1
+            })
+        );
+        assert_eq!(
+            step_signal(&mut s, &cfg, &reading(5, "m", true)),
+            Some(Transition::Seen { category: Headroom })
+        );
+        assert_eq!(step_signal(&mut s, &cfg, &reading(6, "m", false)), None);
+        assert_eq!(
+            step_signal(&mut s, &cfg, &reading(7, "m", false)),
+            Some(Transition::Resolved { category: Headroom })
+        );
+        // Healthy availability probes never touch it.
+        assert!(s.open.is_empty());
+    }
+
+    #[test]
+    fn a_broken_run_starts_again() {
+        let cfg = cfg();
+        let mut s = TargetState::default();
+        for (at, above) in [(1, true), (2, true), (3, false), (4, true), (5, true)] {
+            assert_eq!(step_signal(&mut s, &cfg, &reading(at, "m", above)), None);
+        }
+    }
     use ProbeKind::*;
 
     fn cfg() -> Detection {

@@ -60,10 +60,18 @@ vocabulary! {
         Outage = "outage",
         ClientError = "client_error",
         Unknown = "unknown",
+        /// A leading signal: the account is close to its rate limit (SPEC §13).
+        Headroom = "headroom",
     }
 }
 
 impl Category {
+    /// Leading signals: computed from answers that are otherwise healthy, detected apart from
+    /// the failures (a healthy probe does not resolve them).
+    pub fn is_signal(self) -> bool {
+        matches!(self, Category::Headroom)
+    }
+
     /// Categories that pass on their own and open an incident only when they persist
     /// (`failure_threshold` in a row, or the flapping rule).
     pub fn is_transient(self) -> bool {

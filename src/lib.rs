@@ -38,6 +38,7 @@ pub mod detect; // incident state machine (pure)
 pub mod domain; // closed vocabularies stored in rows
 pub mod error_chain; // an error and its causes on one line
 pub mod health; // what /healthz reports
+pub mod leading; // leading signals from healthy answers: rate-limit headroom
 pub mod metrics; // Prometheus metrics
 pub mod notify; // alert outbox worker, email and webhook channels
 pub mod probe; // HTTP probing → `Observation`

@@ -38,6 +38,9 @@ struct IncidentLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RateLimitLabels {
     target: String,
+    /// The model asked for (the probe kind for `models` probes).
+    model: String,
+    /// `requests` or `tokens`.
     kind: String,
 }
 
@@ -79,6 +82,7 @@ pub struct Metrics {
     up: Family<TargetLabels, Gauge>,
     incident_open: Family<IncidentLabels, Gauge>,
     ratelimit_remaining: Family<RateLimitLabels, Gauge>,
+    ratelimit_limit: Family<RateLimitLabels, Gauge>,
     alerts: Family<AlertLabels, Counter>,
 }
 
@@ -98,6 +102,7 @@ impl Metrics {
         let up = Family::<TargetLabels, Gauge>::default();
         let incident_open = Family::<IncidentLabels, Gauge>::default();
         let ratelimit_remaining = Family::<RateLimitLabels, Gauge>::default();
+        let ratelimit_limit = Family::<RateLimitLabels, Gauge>::default();
         let alerts = Family::<AlertLabels, Counter>::default();
         registry.register(
             "openai_watch_probes",
@@ -121,8 +126,13 @@ impl Metrics {
         );
         registry.register(
             "openai_watch_ratelimit_remaining",
-            "x-ratelimit-remaining-{requests,tokens} of the latest answer",
+            "x-ratelimit-remaining-{requests,tokens} of the latest answer, by model",
             ratelimit_remaining.clone(),
+        );
+        registry.register(
+            "openai_watch_ratelimit_limit",
+            "x-ratelimit-limit-{requests,tokens} of the latest answer, by model",
+            ratelimit_limit.clone(),
         );
         registry.register(
             "openai_watch_alerts",
@@ -136,6 +146,7 @@ impl Metrics {
             up,
             incident_open,
             ratelimit_remaining,
+            ratelimit_limit,
             alerts,
         }
     }
@@ -162,17 +173,26 @@ impl Metrics {
                 target: target.clone(),
             })
             .set(i64::from(o.entry.is_ok()));
-        for (kind, value) in [
-            ("requests", o.rate_limits.remaining_requests),
-            ("tokens", o.rate_limits.remaining_tokens),
+        let model = if o.model.is_empty() {
+            o.kind.as_str().to_string()
+        } else {
+            o.model.clone()
+        };
+        let rl = &o.rate_limits;
+        for (kind, remaining, limit) in [
+            ("requests", rl.remaining_requests, rl.limit_requests),
+            ("tokens", rl.remaining_tokens, rl.limit_tokens),
         ] {
-            if let Some(v) = value {
-                self.ratelimit_remaining
-                    .get_or_create(&RateLimitLabels {
-                        target: target.clone(),
-                        kind: kind.into(),
-                    })
-                    .set(v);
+            let labels = RateLimitLabels {
+                target: target.clone(),
+                model: model.clone(),
+                kind: kind.into(),
+            };
+            if let Some(v) = remaining {
+                self.ratelimit_remaining.get_or_create(&labels).set(v);
+            }
+            if let Some(v) = limit {
+                self.ratelimit_limit.get_or_create(&labels).set(v);
             }
         }
     }

@@ -13,7 +13,7 @@ pub const DOCS_URL: &str = "https://platform.openai.com/docs/guides/error-codes/
 mod table;
 
 pub use crate::domain::{Category, TransportErrorKind};
-pub use table::{CATALOG, OK};
+pub use table::{CATALOG, OK, SIGNALS};
 
 /// How bad an answer is; ordered so that `max()` gives the worst (Nagios convention).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -82,7 +82,7 @@ pub fn entry(id: &str) -> Option<&'static Entry> {
     if id == OK.id {
         return Some(&OK);
     }
-    CATALOG.iter().find(|e| e.id == id)
+    CATALOG.iter().chain(SIGNALS).find(|e| e.id == id)
 }
 
 fn must(id: &str) -> &'static Entry {

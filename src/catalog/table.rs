@@ -31,6 +31,15 @@ pub static OK: Entry = entry!(
     resolution: "Nothing to do.",
 );
 
+/// Leading signals: not answers of the API but what healthy answers say (SPEC §13). Never
+/// matched by `classify()`; the detector opens them from what a probe observed.
+pub static SIGNALS: &[Entry] = &[entry!(
+    "headroom", "rate-limit headroom low", &[], Headroom, Warning,
+    codes: &[], types: &[], messages: &[], status: StatusRule::None,
+    cause: "The account has used most of a rate limit of this model in the current window (the x-ratelimit-* headers of healthy answers say how much is left; the application's own traffic counts): requests beyond it will get 429 rate_limit_exceeded.",
+    resolution: "Spread the traffic over the window, batch requests, move work to the Batch API, or use another model for part of it; if the load is meant to stay, request a higher usage tier (Limits page of the organization settings). The message names the limit (requests or tokens), the model and how much is left.",
+)];
+
 /// Every documented error, in matching priority order within each step.
 pub static CATALOG: &[Entry] = &[
     entry!(

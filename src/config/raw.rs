@@ -110,6 +110,9 @@ pub struct Detection {
     #[serde(deserialize_with = "values::ratio")]
     pub failure_ratio: f64,
     pub min_samples: NonZeroU32,
+    /// The used share of a rate limit at which `headroom` opens.
+    #[serde(deserialize_with = "values::ratio")]
+    pub headroom_warn: f64,
 }
 
 impl Default for Detection {
@@ -120,6 +123,7 @@ impl Default for Detection {
             window: Dur(Duration::from_secs(600)),
             failure_ratio: 0.5,
             min_samples: NonZeroU32::new(5).expect("non-zero"),
+            headroom_warn: 0.9,
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Observation {
     pub at_ms: i64,
     pub target: TargetName,
     pub kind: ProbeKind,
+    /// The model asked for; empty for `models` probes.
+    pub model: String,
     pub latency_ms: i64,
     pub http_status: Option<u16>,
     /// Why no HTTP answer arrived, when none did.
@@ -95,6 +97,7 @@ impl Prober {
             at_ms,
             target: target.name().clone(),
             kind: probe.kind,
+            model: probe.model.clone(),
             latency_ms,
             http_status: None,
             transport_error: None,

@@ -67,6 +67,8 @@ pub struct SimState {
     tags: RwLock<HashMap<String, String>>,
     /// Per tag: a message that replaces the scenario's error message (e.g. hostile text).
     messages: RwLock<HashMap<String, String>>,
+    /// Per tag: the share of the rate limits left, in the `x-ratelimit-remaining-*` headers.
+    remaining: RwLock<HashMap<String, f64>>,
     log: Mutex<Vec<RequestLog>>,
     counter: AtomicU64,
     /// Bodies POSTed to `/_sim/webhook` (the demo's alert channel), latest last.
@@ -80,6 +82,7 @@ impl SimState {
             default: RwLock::new(default.to_string()),
             tags: RwLock::new(HashMap::new()),
             messages: RwLock::new(HashMap::new()),
+            remaining: RwLock::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
             webhooks: Mutex::new(Vec::new()),
@@ -109,6 +112,22 @@ impl SimState {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(tag.to_string(), message.to_string());
+    }
+
+    /// Sets the share of the rate limits left (0 to 1) that answers for `tag` report.
+    pub fn set_tag_remaining(&self, tag: &str, share: f64) {
+        self.remaining
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tag.to_string(), share.clamp(0.0, 1.0));
+    }
+
+    fn tag_remaining(&self, tag: &str) -> Option<f64> {
+        self.remaining
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tag)
+            .copied()
     }
 
     fn tag_message(&self, tag: &str) -> Option<String> {
@@ -206,6 +225,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/_sim/scenarios", get(|| async { axum::Json(scenarios()) }))
         .route("/_sim/scenario", put(put_default))
         .route("/_sim/tags/{tag}", put(put_tag))
+        .route("/_sim/tags/{tag}/remaining", put(put_remaining))
         .route("/_sim/requests", get(get_requests))
         .route(
             "/_sim/webhook",
@@ -236,6 +256,26 @@ async fn put_tag(
         Err(e) => (
             StatusCode::BAD_REQUEST,
             axum::Json(serde_json::json!({"error": e})),
+        )
+            .into_response(),
+    }
+}
+
+/// `PUT /_sim/tags/{tag}/remaining` with a share such as `0.05`: answers for the tag report
+/// that much of their rate limits left.
+async fn put_remaining(
+    State(state): State<Arc<SimState>>,
+    Path(tag): Path<String>,
+    body: String,
+) -> Response {
+    match body.trim().parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => {
+            state.set_tag_remaining(&tag, share);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "give the share of the limits left, from 0 to 1, e.g. 0.05\n",
         )
             .into_response(),
     }
@@ -415,8 +455,10 @@ async fn api(
             hv(&(RATE_LIMIT_RETRY_AFTER_SECS * 1000).to_string()),
         );
     } else {
-        h.insert("x-ratelimit-remaining-requests", hv("499"));
-        h.insert("x-ratelimit-remaining-tokens", hv("199999"));
+        let share = tag.and_then(|t| state.tag_remaining(t)).unwrap_or(0.998);
+        let left = |limit: f64| format!("{}", (limit * share).round() as i64);
+        h.insert("x-ratelimit-remaining-requests", hv(&left(500.0)));
+        h.insert("x-ratelimit-remaining-tokens", hv(&left(200_000.0)));
     }
     h.insert("x-ratelimit-reset-requests", hv("120ms"));
     h.insert("x-ratelimit-reset-tokens", hv("6m0s"));

@@ -126,8 +126,27 @@ impl Store {
                 kind: o.kind,
                 category: o.entry.category,
             };
-            for t in detect::step(state, detection, verdict) {
-                let events = apply(&mut tx, location, o, t, routing).await?;
+            let mut steps: Vec<(Transition, Evidence<'_>)> =
+                detect::step(state, detection, verdict)
+                    .into_iter()
+                    .map(|t| (t, Evidence::of(o)))
+                    .collect();
+            let headroom = crate::leading::headroom(o, detection);
+            if let Some(reading) = &headroom
+                && let Some(t) = detect::step_signal(state, detection, &reading.signal)
+            {
+                steps.push((
+                    t,
+                    Evidence {
+                        error_id: "headroom",
+                        http_status: None,
+                        message: Some(&reading.message),
+                        request_id: o.request_id.as_deref(),
+                    },
+                ));
+            }
+            for (t, evidence) in steps {
+                let events = apply(&mut tx, location, o, t, &evidence, routing).await?;
                 recorded.events += events;
                 if !matches!(t, Transition::Seen { .. }) {
                     let incident_id =
@@ -208,10 +227,15 @@ impl Store {
         };
         for (target, state) in out.iter_mut() {
             state.open.retain(|c, _| is_open(target, *c));
+            for (category, signal) in state.signals.iter_mut() {
+                signal.open = is_open(target, *category);
+            }
         }
         for (target, category, probe) in &open {
             let state = out.entry(target.clone()).or_default();
-            if !state.open.contains_key(category) {
+            if category.is_signal() {
+                state.signals.entry(*category).or_default().open = true;
+            } else if !state.open.contains_key(category) {
                 tracing::info!(%target, %category, "detector state rebuilt from the open incident");
                 state.open.insert(
                     *category,
@@ -376,11 +400,32 @@ async fn open_or_last_id(
 
 /// Applies one transition to the incidents table and writes its alert events; returns how
 /// many events were written.
+/// What an incident row records of the probe that changed it: its answer, or for a leading
+/// signal, the signal's words.
+struct Evidence<'a> {
+    error_id: &'a str,
+    http_status: Option<i64>,
+    message: Option<&'a str>,
+    request_id: Option<&'a str>,
+}
+
+impl<'a> Evidence<'a> {
+    fn of(o: &'a Observation) -> Evidence<'a> {
+        Evidence {
+            error_id: o.entry.id,
+            http_status: o.http_status.map(i64::from),
+            message: o.message.as_deref(),
+            request_id: o.request_id.as_deref(),
+        }
+    }
+}
+
 async fn apply(
     tx: &mut SqliteConnection,
     location: &str,
     o: &Observation,
     t: Transition,
+    ev: &Evidence<'_>,
     routing: &Routing,
 ) -> Result<usize, StoreError> {
     match t {
@@ -398,14 +443,14 @@ async fn apply(
             .bind(category)
             .bind(location)
             .bind(o.kind)
-            .bind(o.entry.id)
-            .bind(o.entry.id)
-            .bind(o.http_status.map(i64::from))
+            .bind(ev.error_id)
+            .bind(ev.error_id)
+            .bind(ev.http_status)
             .bind(since_ms)
             .bind(o.at_ms)
             .bind(i64::from(probe_count))
-            .bind(o.message.as_deref())
-            .bind(o.request_id.as_deref())
+            .bind(ev.message)
+            .bind(ev.request_id)
             .fetch_one(&mut *tx)
             .await?;
             let id: i64 = row.get(0);
@@ -427,11 +472,11 @@ async fn apply(
                  last_message = coalesce(?, last_message), request_id = coalesce(?, request_id) \
                  where target = ? and category = ? and resolved_at_ms is null",
             )
-            .bind(o.entry.id)
-            .bind(o.http_status.map(i64::from))
+            .bind(ev.error_id)
+            .bind(ev.http_status)
             .bind(o.at_ms)
-            .bind(o.message.as_deref())
-            .bind(o.request_id.as_deref())
+            .bind(ev.message)
+            .bind(ev.request_id)
             .bind(o.target.as_str())
             .bind(category)
             .execute(&mut *tx)

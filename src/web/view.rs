@@ -29,6 +29,8 @@ fn rank(category: Category) -> u8 {
         Category::RateLimit => 3,
         Category::ClientError => 2,
         Category::Unknown => 1,
+        // Probes are never stored as headroom; a badge may show it.
+        Category::Headroom => 1,
         Category::Ok => 0,
     }
 }
@@ -44,6 +46,7 @@ fn class(category: Category) -> &'static str {
         Category::Outage => "c-outage",
         Category::ClientError => "c-client_error",
         Category::Unknown => "c-unknown",
+        Category::Headroom => "c-headroom",
     }
 }
 

@@ -14,6 +14,7 @@ mod demo;
 mod faults;
 mod hardening;
 mod hostile;
+mod leading;
 mod probes;
 mod properties;
 mod readme;

@@ -1,6 +1,7 @@
-//! The README's catalog table is the catalog: same ids, titles, categories and severities.
+//! The README's catalog tables are the catalog: same ids, titles, categories and severities,
+//! the documented errors and then the leading signals.
 
-use openai_watch::catalog::CATALOG;
+use openai_watch::catalog::{CATALOG, SIGNALS};
 
 #[test]
 fn the_readme_catalog_table_matches_the_catalog() {
@@ -13,10 +14,10 @@ fn the_readme_catalog_table_matches_the_catalog() {
         .collect();
     assert_eq!(
         rows.len(),
-        CATALOG.len(),
-        "one README row per catalog entry"
+        CATALOG.len() + SIGNALS.len(),
+        "one README row per catalog entry and leading signal"
     );
-    for (row, entry) in rows.iter().zip(CATALOG) {
+    for (row, entry) in rows.iter().zip(CATALOG.iter().chain(SIGNALS)) {
         assert_eq!(row[0].trim_matches('`'), entry.id);
         assert_eq!(row[2], entry.title, "{}", entry.id);
         assert_eq!(row[3], entry.category.as_str(), "{}", entry.id);

@@ -49,6 +49,7 @@ pub fn observation(target: &str, id: &str, at_ms: i64) -> openai_watch::probe::O
         at_ms,
         target: openai_watch::config::TargetName::parse(target).unwrap(),
         kind: openai_watch::config::ProbeKind::Chat,
+        model: "gpt-4o-mini".into(),
         latency_ms: 180 + at_ms.rem_euclid(97),
         http_status: Some(entry.statuses.first().copied().unwrap_or(200)),
         transport_error: None,

@@ -1,0 +1,137 @@
+//! Leading signals against the simulator over TCP, with the built daemon: rate-limit headroom
+//! opens at 0.9 used, resolves at 0.5, survives a restart without a second incident, alerts
+//! where `[alerts] categories` names it, and shows in the metrics.
+
+use crate::helpers::*;
+
+const KEY: &str = "sk-leading-signals-test-000";
+
+/// The incidents of the workspace's database: (id, category, resolved, last message).
+async fn incidents(db: std::path::PathBuf) -> Vec<(i64, String, bool, Option<String>)> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let rows: Vec<(i64, String, Option<i64>, Option<String>)> = sqlx::query_as(
+        "select id, category, resolved_at_ms, last_message from incidents order by id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.into_iter()
+        .map(|(id, c, r, m)| (id, c, r.is_some(), m))
+        .collect()
+}
+
+#[tokio::test]
+async fn headroom_opens_at_ninety_percent_used_resolves_at_half_and_survives_a_restart() {
+    let sim = start_simulator().await;
+    let config = format!(
+        "[detection]\nfailure_threshold = 3\nsuccess_threshold = 2\nheadroom_warn = 0.9\n\n\
+         [alerts]\ngroup_wait = \"0s\"\ncategories = [\"headroom\"]\n\n\
+         [[alerts.webhook]]\nurl = \"http://{}/_sim/webhook\"\n\n{}",
+        sim.addr,
+        one_second_target("prod", sim.tag_url("prod"), "chat")
+    );
+    sim.state.set_tag_remaining("prod", 0.05);
+    let app = TestApp::builder()
+        .with(&config)
+        .env("K", KEY)
+        .start_with(sim)
+        .await;
+    let db = app.ws.db();
+    let open = eventually("the headroom incident", || async {
+        incidents(db.clone())
+            .await
+            .into_iter()
+            .find(|i| i.1 == "headroom" && !i.2)
+    })
+    .await;
+    let message = open.3.clone().unwrap();
+    assert!(
+        message.contains("gpt-4o-mini")
+            && message.contains("95% of the")
+            && message.contains("limit used"),
+        "the message names the model and the limit: {message}"
+    );
+    // The answers themselves are healthy: no failure incident, every probe ok.
+    assert!(probe_rows(&db).await.iter().all(|r| r.category == "ok"));
+
+    // It alerts, with the documented cause and resolution.
+    let hooks_url = format!("http://{}/_sim/webhook", app.sim.addr);
+    let firing = eventually("the headroom alert", || async {
+        let body = app
+            .http
+            .get(&hooks_url)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let hooks: serde_json::Value = serde_json::from_str(&body).ok()?;
+        hooks
+            .as_array()?
+            .iter()
+            .find(|h| h["event"] == "firing")
+            .cloned()
+    })
+    .await;
+    assert_eq!(firing["category"], "headroom");
+    let text = firing.to_string();
+    assert!(text.contains("higher usage tier"), "{text}");
+
+    // The gauge of the metrics, per model.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("openai_watch_ratelimit_remaining{")
+                && l.contains("model=\"gpt-4o-mini\"")
+                && l.contains("kind=\"requests\"")
+                && l.ends_with(" 25")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("openai_watch_ratelimit_limit{"),
+        "{metrics}"
+    );
+
+    // A restart continues: the same incident stays open, no second one.
+    let TestApp {
+        sim, ws, daemon, ..
+    } = app;
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+    let config_path = ws.config_path();
+    let daemon = Daemon::start(&config_path, &[("K", KEY)]);
+    daemon.dashboard_url().await;
+    let probes = probe_rows(&ws.db()).await.len();
+    eventually("three more probes after the restart", || async {
+        (probe_rows(&ws.db()).await.len() >= probes + 3).then_some(())
+    })
+    .await;
+    let after = incidents(ws.db()).await;
+    assert_eq!(
+        after.iter().filter(|i| i.1 == "headroom").count(),
+        1,
+        "no duplicate incident: {after:?}"
+    );
+    assert!(
+        after.iter().any(|i| i.0 == open.0 && !i.2),
+        "still open: {after:?}"
+    );
+
+    // Half the limit left: it resolves.
+    sim.state.set_tag_remaining("prod", 0.5);
+    eventually("the headroom incident to resolve", || async {
+        incidents(ws.db())
+            .await
+            .into_iter()
+            .any(|i| i.0 == open.0 && i.2)
+            .then_some(())
+    })
+    .await;
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+}
