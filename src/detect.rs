@@ -23,6 +23,11 @@ pub struct TargetState {
     /// Leading signals (headroom), each detected on its own: a healthy answer can carry one.
     #[serde(default)]
     pub signals: BTreeMap<Category, SignalState>,
+    /// Latest latencies of healthy probes by probe kind and model, newest last, at most
+    /// `failure_threshold`: the recent side of `slow`. Stored with the state, so that a
+    /// restart keeps them.
+    #[serde(default)]
+    pub latencies: BTreeMap<String, VecDeque<i64>>,
 }
 
 /// What the detector remembers of one leading signal of a target.
@@ -47,10 +52,15 @@ pub struct Signal {
     pub above: bool,
 }
 
-/// Advances a leading signal by one reading. It opens after `failure_threshold` readings
-/// of one key in a row at or above the threshold, and resolves after `success_threshold`
-/// readings in a row with no key above it.
-pub fn step_signal(state: &mut TargetState, cfg: &Detection, s: &Signal) -> Option<Transition> {
+/// Advances a leading signal by one reading. It opens after `open_after` readings of one key
+/// in a row at or above the threshold, and resolves after `success_threshold` readings in a
+/// row with no key above it.
+pub fn step_signal(
+    state: &mut TargetState,
+    cfg: &Detection,
+    s: &Signal,
+    open_after: u32,
+) -> Option<Transition> {
     let signal = state.signals.entry(s.category).or_default();
     if s.above {
         let run = signal.above.entry(s.key.clone()).or_insert((0, s.at_ms));
@@ -62,7 +72,7 @@ pub fn step_signal(state: &mut TargetState, cfg: &Detection, s: &Signal) -> Opti
                 category: s.category,
             });
         }
-        if run.0 >= cfg.failure_threshold.get() {
+        if run.0 >= open_after {
             signal.open = true;
             return Some(Transition::Opened {
                 category: s.category,
@@ -243,6 +253,10 @@ mod tests {
     use super::*;
     use Category::*;
 
+    fn step_signal_3(s: &mut TargetState, cfg: &Detection, r: &Signal) -> Option<Transition> {
+        step_signal(s, cfg, r, cfg.failure_threshold.get())
+    }
+
     fn reading(at_ms: i64, key: &str, above: bool) -> Signal {
         Signal {
             at_ms,
@@ -256,12 +270,15 @@ mod tests {
     fn headroom_opens_after_the_threshold_in_a_row_for_one_model_and_resolves_below_it() {
         let cfg = cfg();
         let mut s = TargetState::default();
-        assert_eq!(step_signal(&mut s, &cfg, &reading(1, "m", true)), None);
-        assert_eq!(step_signal(&mut s, &cfg, &reading(2, "m", true)), None);
+        assert_eq!(step_signal_3(&mut s, &cfg, &reading(1, "m", true)), None);
+        assert_eq!(step_signal_3(&mut s, &cfg, &reading(2, "m", true)), None);
         // Another model below the line does not break the run of this one.
-        assert_eq!(step_signal(&mut s, &cfg, &reading(3, "other", false)), None);
         assert_eq!(
-            step_signal(&mut s, &cfg, &reading(4, "m", true)),
+            step_signal_3(&mut s, &cfg, &reading(3, "other", false)),
+            None
+        );
+        assert_eq!(
+            step_signal_3(&mut s, &cfg, &reading(4, "m", true)),
             Some(Transition::Opened {
                 category: Headroom,
                 probe_count: 3,
@@ -269,12 +286,12 @@ mod tests {
             })
         );
         assert_eq!(
-            step_signal(&mut s, &cfg, &reading(5, "m", true)),
+            step_signal_3(&mut s, &cfg, &reading(5, "m", true)),
             Some(Transition::Seen { category: Headroom })
         );
-        assert_eq!(step_signal(&mut s, &cfg, &reading(6, "m", false)), None);
+        assert_eq!(step_signal_3(&mut s, &cfg, &reading(6, "m", false)), None);
         assert_eq!(
-            step_signal(&mut s, &cfg, &reading(7, "m", false)),
+            step_signal_3(&mut s, &cfg, &reading(7, "m", false)),
             Some(Transition::Resolved { category: Headroom })
         );
         // Healthy availability probes never touch it.
@@ -286,7 +303,7 @@ mod tests {
         let cfg = cfg();
         let mut s = TargetState::default();
         for (at, above) in [(1, true), (2, true), (3, false), (4, true), (5, true)] {
-            assert_eq!(step_signal(&mut s, &cfg, &reading(at, "m", above)), None);
+            assert_eq!(step_signal_3(&mut s, &cfg, &reading(at, "m", above)), None);
         }
     }
     use ProbeKind::*;

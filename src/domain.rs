@@ -62,6 +62,8 @@ vocabulary! {
         Unknown = "unknown",
         /// A leading signal: the account is close to its rate limit (SPEC §13).
         Headroom = "headroom",
+        /// A leading signal: answers are much slower than usual (SPEC §13).
+        Slow = "slow",
     }
 }
 
@@ -69,7 +71,7 @@ impl Category {
     /// Leading signals: computed from answers that are otherwise healthy, detected apart from
     /// the failures (a healthy probe does not resolve them).
     pub fn is_signal(self) -> bool {
-        matches!(self, Category::Headroom)
+        matches!(self, Category::Headroom | Category::Slow)
     }
 
     /// Categories that pass on their own and open an incident only when they persist

@@ -80,6 +80,70 @@ pub fn headroom(o: &Observation, cfg: &Detection) -> Option<Reading> {
     })
 }
 
+/// The key `slow` is tracked by: the probe kind and its model.
+pub fn latency_key(o: &Observation) -> String {
+    format!("{} {}", o.kind, o.model).trim_end().to_string()
+}
+
+/// The `slow` reading of a healthy answer, from the median of the `recent` latencies (the
+/// latest `failure_threshold` healthy probes, this one included) against the probe's
+/// `slow_after`, or else against `slow_factor` × `baseline` (the usual latency) and
+/// `slow_floor`. `None` while there are too few probes or no baseline to judge by.
+pub fn slow(
+    o: &Observation,
+    recent: &[i64],
+    baseline_ms: Option<f64>,
+    cfg: &Detection,
+) -> Option<Reading> {
+    if !o.entry.is_ok() || recent.len() < cfg.failure_threshold.get() as usize {
+        return None;
+    }
+    let median = median(recent.iter().map(|v| *v as f64))?;
+    let key = latency_key(o);
+    let (above, usual) = match o.slow_after {
+        Some(bound) => {
+            let bound = crate::clock::millis(bound) as f64;
+            (median > bound, format!("slow_after {bound:.0} ms"))
+        }
+        None => {
+            let baseline = baseline_ms?;
+            let bound =
+                (cfg.slow_factor * baseline).max(crate::clock::millis(cfg.slow_floor.0) as f64);
+            (
+                median > bound,
+                format!("usually {baseline:.0} ms, slow above {bound:.0} ms"),
+            )
+        }
+    };
+    Some(Reading {
+        message: format!(
+            "{key}: median {median:.0} ms over the last {} healthy probes ({usual})",
+            recent.len()
+        ),
+        signal: Signal {
+            at_ms: o.at_ms,
+            category: Category::Slow,
+            key,
+            above,
+        },
+    })
+}
+
+/// The median of some values; `None` for none.
+pub fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +171,7 @@ mod tests {
             },
             retry_after: None,
             ttft_ms: None,
+            slow_after: None,
             local_failure: false,
         }
     }
@@ -133,5 +198,40 @@ mod tests {
         let mut none = observed(1, 1);
         none.rate_limits = RateLimits::default();
         assert!(headroom(&none, &cfg).is_none());
+    }
+
+    #[test]
+    fn slow_is_the_recent_median_against_factor_times_usual_and_the_floor() {
+        let cfg = Detection::default(); // factor 3, floor 2 s, 3 probes
+        let o = observed(400, 190_000);
+        assert!(
+            slow(&o, &[50, 60], Some(50.0), &cfg).is_none(),
+            "too few probes"
+        );
+        assert!(
+            slow(&o, &[50, 60, 3000], None, &cfg).is_none(),
+            "no baseline"
+        );
+        let r = slow(&o, &[3000, 3100, 50], Some(50.0), &cfg).unwrap();
+        assert!(r.signal.above, "median 3000 > max(150, 2000)");
+        assert_eq!(r.signal.key, "chat gpt-4o-mini");
+        assert!(r.message.contains("median 3000 ms") && r.message.contains("usually 50 ms"));
+        // Above 3 × usual but under the floor: not slow.
+        assert!(
+            !slow(&o, &[900, 950, 1000], Some(100.0), &cfg)
+                .unwrap()
+                .signal
+                .above
+        );
+        // An absolute bound replaces both.
+        let mut bounded = o.clone();
+        bounded.slow_after = Some(std::time::Duration::from_millis(500));
+        assert!(
+            slow(&bounded, &[900, 950, 1000], None, &cfg)
+                .unwrap()
+                .signal
+                .above
+        );
+        assert_eq!(median([3.0, 1.0, 2.0, 10.0].into_iter()), Some(2.5));
     }
 }

@@ -33,12 +33,20 @@ pub static OK: Entry = entry!(
 
 /// Leading signals: not answers of the API but what healthy answers say (SPEC §13). Never
 /// matched by `classify()`; the detector opens them from what a probe observed.
-pub static SIGNALS: &[Entry] = &[entry!(
+pub static SIGNALS: &[Entry] = &[
+    entry!(
+    "slow", "answers much slower than usual", &[], Slow, Warning,
+    codes: &[], types: &[], messages: &[], status: StatusRule::None,
+    cause: "Healthy answers of this probe take several times their usual latency (the median of the latest probes against the median of the previous 24 hours, or above the probe's slow_after): the API, the network to it, or this model is degraded, and timeouts usually follow.",
+    resolution: "Check status.openai.com and the network between this host and the API (DNS, proxy, region); keep client timeouts and retries with backoff in place, and consider a faster model or region for latency-sensitive traffic. The message gives the latest and usual latency.",
+    ),
+    entry!(
     "headroom", "rate-limit headroom low", &[], Headroom, Warning,
     codes: &[], types: &[], messages: &[], status: StatusRule::None,
     cause: "The account has used most of a rate limit of this model in the current window (the x-ratelimit-* headers of healthy answers say how much is left; the application's own traffic counts): requests beyond it will get 429 rate_limit_exceeded.",
     resolution: "Spread the traffic over the window, batch requests, move work to the Batch API, or use another model for part of it; if the load is meant to stay, request a higher usage tier (Limits page of the organization settings). The message names the limit (requests or tokens), the model and how much is left.",
-)];
+    ),
+];
 
 /// Every documented error, in matching priority order within each step.
 pub static CATALOG: &[Entry] = &[

@@ -113,6 +113,12 @@ pub struct Detection {
     /// The used share of a rate limit at which `headroom` opens.
     #[serde(deserialize_with = "values::ratio")]
     pub headroom_warn: f64,
+    /// `slow` opens when answers take this many times their usual latency ...
+    #[serde(deserialize_with = "values::factor")]
+    pub slow_factor: f64,
+    /// ... and longer than this.
+    #[serde(deserialize_with = "values::dur_within::<_, 1, 600_000>")]
+    pub slow_floor: Dur,
 }
 
 impl Default for Detection {
@@ -124,6 +130,8 @@ impl Default for Detection {
             failure_ratio: 0.5,
             min_samples: NonZeroU32::new(5).expect("non-zero"),
             headroom_warn: 0.9,
+            slow_factor: 3.0,
+            slow_floor: Dur(Duration::from_secs(2)),
         }
     }
 }
@@ -167,6 +175,9 @@ pub struct RawProbe {
     pub model: Option<Spanned<String>>,
     /// Chat probes only: the name of the one-token limit the server knows.
     pub max_tokens_field: Option<Spanned<TokenLimitField>>,
+    /// An absolute bound for `slow`, instead of the factor over the usual latency.
+    #[serde(default, deserialize_with = "values::opt_dur_within::<_, 1, 600_000>")]
+    pub slow_after: Option<Dur>,
 }
 
 /// How a chat probe names its one-token limit: `max_completion_tokens`, today's parameter

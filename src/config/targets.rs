@@ -33,6 +33,8 @@ pub struct Probe {
     pub model: String,
     /// How the one-token limit is named in the request (chat probes).
     pub max_tokens_field: TokenLimitField,
+    /// An absolute latency bound for `slow`, instead of the factor over the usual latency.
+    pub slow_after: Option<Duration>,
 }
 
 impl Target {
@@ -217,6 +219,7 @@ pub(super) fn resolve(src: &Source, index: usize, t: &RawTarget) -> Result<Targe
                     .as_ref()
                     .map(|f| *f.get_ref())
                     .unwrap_or_default(),
+                slow_after: p.slow_after.map(|d| d.0),
             })
             .collect(),
     })

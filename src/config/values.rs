@@ -34,6 +34,18 @@ pub(super) fn ratio<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     }
 }
 
+/// A factor above 1 and at most 1000.
+pub(super) fn factor<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v > 1.0 && v <= 1000.0 {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is not a factor above 1 and at most 1000"
+        )))
+    }
+}
+
 /// A target name: 1 to 64 characters of `[a-z0-9_-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetName(String);
@@ -165,6 +177,13 @@ pub(super) fn dur_within<'de, D: Deserializer<'de>, const MIN_MS: u64, const MAX
     )
     .map(|()| v)
     .map_err(serde::de::Error::custom)
+}
+
+/// An optional duration within `[MIN_MS, MAX_MS]` milliseconds.
+pub(super) fn opt_dur_within<'de, D: Deserializer<'de>, const MIN_MS: u64, const MAX_MS: u64>(
+    d: D,
+) -> Result<Option<Dur>, D::Error> {
+    dur_within::<D, MIN_MS, MAX_MS>(d).map(Some)
 }
 
 /// Zero (off), or a duration within `[MIN_MS, MAX_MS]` milliseconds.

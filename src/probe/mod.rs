@@ -46,6 +46,8 @@ pub struct Observation {
     pub retry_after: Option<Duration>,
     /// `chat_stream`: milliseconds from the start to the first token.
     pub ttft_ms: Option<i64>,
+    /// The probe's absolute bound for `slow`, if it has one.
+    pub slow_after: Option<Duration>,
     /// The request could not be made for a reason on this machine (no file descriptors, no
     /// memory, no local address): it says nothing about the API, so it is never stored as a
     /// probe, never opens an incident, never alerts.
@@ -107,6 +109,7 @@ impl Prober {
             rate_limits: RateLimits::default(),
             retry_after: None,
             ttft_ms: None,
+            slow_after: probe.slow_after,
             local_failure: false,
         };
         match outcome {

@@ -81,6 +81,7 @@ mod tests {
             interval: std::time::Duration::from_secs(60),
             model: model.into(),
             max_tokens_field: TokenLimitField::default(),
+            slow_after: None,
         }
     }
 

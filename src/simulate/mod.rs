@@ -69,6 +69,8 @@ pub struct SimState {
     messages: RwLock<HashMap<String, String>>,
     /// Per tag: the share of the rate limits left, in the `x-ratelimit-remaining-*` headers.
     remaining: RwLock<HashMap<String, f64>>,
+    /// Per tag: how long every answer waits before it goes out.
+    delays: RwLock<HashMap<String, Duration>>,
     log: Mutex<Vec<RequestLog>>,
     counter: AtomicU64,
     /// Bodies POSTed to `/_sim/webhook` (the demo's alert channel), latest last.
@@ -83,6 +85,7 @@ impl SimState {
             tags: RwLock::new(HashMap::new()),
             messages: RwLock::new(HashMap::new()),
             remaining: RwLock::new(HashMap::new()),
+            delays: RwLock::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
             webhooks: Mutex::new(Vec::new()),
@@ -120,6 +123,22 @@ impl SimState {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(tag.to_string(), share.clamp(0.0, 1.0));
+    }
+
+    /// Makes every answer for `tag` wait `delay` (zero for none).
+    pub fn set_tag_delay(&self, tag: &str, delay: Duration) {
+        self.delays
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tag.to_string(), delay);
+    }
+
+    fn tag_delay(&self, tag: &str) -> Option<Duration> {
+        self.delays
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tag)
+            .copied()
     }
 
     fn tag_remaining(&self, tag: &str) -> Option<f64> {
@@ -226,6 +245,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/_sim/scenario", put(put_default))
         .route("/_sim/tags/{tag}", put(put_tag))
         .route("/_sim/tags/{tag}/remaining", put(put_remaining))
+        .route("/_sim/tags/{tag}/delay", put(put_delay))
         .route("/_sim/requests", get(get_requests))
         .route(
             "/_sim/webhook",
@@ -276,6 +296,25 @@ async fn put_remaining(
         _ => (
             StatusCode::BAD_REQUEST,
             "give the share of the limits left, from 0 to 1, e.g. 0.05\n",
+        )
+            .into_response(),
+    }
+}
+
+/// `PUT /_sim/tags/{tag}/delay` with milliseconds: answers for the tag wait that long.
+async fn put_delay(
+    State(state): State<Arc<SimState>>,
+    Path(tag): Path<String>,
+    body: String,
+) -> Response {
+    match body.trim().parse::<u64>() {
+        Ok(ms) if ms <= 600_000 => {
+            state.set_tag_delay(&tag, Duration::from_millis(ms));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "give the delay in milliseconds, at most 600000\n",
         )
             .into_response(),
     }
@@ -390,6 +429,9 @@ async fn api(
         return not_found();
     }
     state.record(&method, path, &scenario);
+    if let Some(delay) = tag.and_then(|t| state.tag_delay(t)) {
+        tokio::time::sleep(delay).await;
+    }
     let request_id = format!(
         "req_sim{:08x}",
         state.counter.fetch_add(1, Ordering::Relaxed)

@@ -119,6 +119,8 @@ impl Store {
         Store::insert_probes_on(&mut tx, location, batch).await?;
         let mut recorded = Recorded::default();
         let mut touched: Vec<&str> = Vec::new();
+        // The usual latency of each (target, probe kind), read once per batch.
+        let mut baselines: HashMap<(String, ProbeKind), Option<f64>> = HashMap::new();
         for o in batch {
             let state = states.entry(o.target.to_string()).or_default();
             let verdict = detect::Verdict {
@@ -131,19 +133,46 @@ impl Store {
                     .into_iter()
                     .map(|t| (t, Evidence::of(o)))
                     .collect();
-            let headroom = crate::leading::headroom(o, detection);
-            if let Some(reading) = &headroom
-                && let Some(t) = detect::step_signal(state, detection, &reading.signal)
-            {
-                steps.push((
-                    t,
-                    Evidence {
-                        error_id: "headroom",
-                        http_status: None,
-                        message: Some(&reading.message),
-                        request_id: o.request_id.as_deref(),
-                    },
-                ));
+            let headroom = crate::leading::headroom(o, detection)
+                .map(|r| (r, detection.failure_threshold.get()));
+            let slow = if o.entry.is_ok() {
+                let recent = state
+                    .latencies
+                    .entry(crate::leading::latency_key(o))
+                    .or_default();
+                recent.push_back(o.latency_ms);
+                while recent.len() > detection.failure_threshold.get() as usize {
+                    recent.pop_front();
+                }
+                let recent: Vec<i64> = recent.iter().copied().collect();
+                let key = (o.target.to_string(), o.kind);
+                let baseline = match baselines.get(&key) {
+                    Some(b) => *b,
+                    None => {
+                        let b =
+                            latency_baseline(&mut tx, o.target.as_str(), o.kind, o.at_ms).await?;
+                        baselines.insert(key, b);
+                        b
+                    }
+                };
+                // The recent median is over several probes already: one reading opens it.
+                crate::leading::slow(o, &recent, baseline, detection).map(|r| (r, 1))
+            } else {
+                None
+            };
+            for (reading, open_after) in headroom.iter().chain(slow.iter()) {
+                if let Some(t) = detect::step_signal(state, detection, &reading.signal, *open_after)
+                {
+                    steps.push((
+                        t,
+                        Evidence {
+                            error_id: reading.signal.category.as_str(),
+                            http_status: None,
+                            message: Some(&reading.message),
+                            request_id: o.request_id.as_deref(),
+                        },
+                    ));
+                }
             }
             for (t, evidence) in steps {
                 let events = apply(&mut tx, location, o, t, &evidence, routing).await?;
@@ -400,6 +429,28 @@ async fn open_or_last_id(
 
 /// Applies one transition to the incidents table and writes its alert events; returns how
 /// many events were written.
+/// The usual latency of healthy `kind` probes of `target`: the median of the hourly mean
+/// latencies of the 24 hours before `at_ms` (from the rollups, so that it survives restarts
+/// and costs one small query).
+async fn latency_baseline(
+    tx: &mut SqliteConnection,
+    target: &str,
+    kind: ProbeKind,
+    at_ms: i64,
+) -> Result<Option<f64>, StoreError> {
+    let means: Vec<(f64,)> = sqlx::query_as(
+        "select cast(latency_sum_ms as real) / count from rollups \
+         where target = ? and probe = ? and category = ? and hour_ms > ? and count > 0",
+    )
+    .bind(target)
+    .bind(kind)
+    .bind(Category::Ok)
+    .bind(at_ms.saturating_sub(24 * super::HOUR_MS))
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(crate::leading::median(means.into_iter().map(|(m,)| m)))
+}
+
 /// What an incident row records of the probe that changed it: its answer, or for a leading
 /// signal, the signal's words.
 struct Evidence<'a> {

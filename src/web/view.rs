@@ -30,7 +30,7 @@ fn rank(category: Category) -> u8 {
         Category::ClientError => 2,
         Category::Unknown => 1,
         // Probes are never stored as headroom; a badge may show it.
-        Category::Headroom => 1,
+        Category::Headroom | Category::Slow => 1,
         Category::Ok => 0,
     }
 }
@@ -47,6 +47,7 @@ fn class(category: Category) -> &'static str {
         Category::ClientError => "c-client_error",
         Category::Unknown => "c-unknown",
         Category::Headroom => "c-headroom",
+        Category::Slow => "c-slow",
     }
 }
 

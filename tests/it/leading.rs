@@ -135,3 +135,107 @@ async fn headroom_opens_at_ninety_percent_used_resolves_at_half_and_survives_a_r
     let (status, log) = daemon.terminate().await;
     assert!(status.success(), "{log}");
 }
+
+#[tokio::test]
+async fn slow_opens_when_answers_go_from_50_ms_to_3_s_and_resolves_when_they_come_back() {
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    // A day of history: healthy chat answers in about 50 ms, as the rollups keep it.
+    {
+        let store = openai_watch::store::Store::open(&ws.db()).await.unwrap();
+        let now = openai_watch::clock::now_ms();
+        let hour = openai_watch::store::HOUR_MS;
+        let rows: Vec<openai_watch::store::RollupRow> = (1..24)
+            .map(|h| openai_watch::store::RollupRow {
+                probe: Some(openai_watch::domain::ProbeKind::Chat),
+                category: openai_watch::domain::Category::Ok,
+                hour_ms: now - now.rem_euclid(hour) - h * hour,
+                count: 60,
+                latency_sum_ms: 60 * 50,
+                latency_max_ms: 80,
+            })
+            .collect();
+        store.add_rollups("prod", &rows).await.unwrap();
+        store.close().await;
+    }
+    let config = ws.write_config(&format!(
+        "[detection]\nfailure_threshold = 3\nsuccess_threshold = 2\nslow_floor = \"1s\"\n\n\
+         [alerts]\ngroup_wait = \"0s\"\ncategories = [\"slow\"]\n\n\
+         [[alerts.webhook]]\nurl = \"http://{}/_sim/webhook\"\n\n{}",
+        sim.addr,
+        one_second_target("prod", sim.tag_url("prod"), "chat")
+    ));
+    let daemon = Daemon::start(&config, &[("K", KEY)]);
+    daemon.dashboard_url().await;
+    eventually("healthy probes", || async {
+        (probe_rows(&ws.db()).await.len() >= 3).then_some(())
+    })
+    .await;
+    assert!(
+        incidents(ws.db()).await.is_empty(),
+        "fast answers are not slow"
+    );
+
+    sim.state
+        .set_tag_delay("prod", std::time::Duration::from_secs(3));
+    let open = eventually_within(
+        std::time::Duration::from_secs(120),
+        "the slow incident",
+        || async {
+            incidents(ws.db())
+                .await
+                .into_iter()
+                .find(|i| i.1 == "slow" && !i.2)
+        },
+    )
+    .await;
+    let message = open.3.clone().unwrap();
+    assert!(
+        message.contains("chat gpt-4o-mini: median 3") && message.contains("usually 50 ms"),
+        "{message}"
+    );
+
+    // A restart keeps the baseline and the open incident: no second one.
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+    let daemon = Daemon::start(&config, &[("K", KEY)]);
+    daemon.dashboard_url().await;
+    let probes = probe_rows(&ws.db()).await.len();
+    eventually_within(
+        std::time::Duration::from_secs(120),
+        "two more slow probes after the restart",
+        || async { (probe_rows(&ws.db()).await.len() >= probes + 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        incidents(ws.db())
+            .await
+            .iter()
+            .filter(|i| i.1 == "slow")
+            .count(),
+        1
+    );
+
+    sim.state.set_tag_delay("prod", std::time::Duration::ZERO);
+    eventually_within(
+        std::time::Duration::from_secs(120),
+        "the slow incident to resolve",
+        || async {
+            incidents(ws.db())
+                .await
+                .into_iter()
+                .any(|i| i.0 == open.0 && i.2)
+                .then_some(())
+        },
+    )
+    .await;
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+    // Every answer was healthy all along: slowness is a signal, not a failure.
+    assert!(
+        probe_rows(&ws.db())
+            .await
+            .iter()
+            .all(|r| r.category == "ok")
+    );
+}

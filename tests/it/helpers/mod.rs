@@ -64,6 +64,7 @@ pub fn observation(target: &str, id: &str, at_ms: i64) -> openai_watch::probe::O
         },
         retry_after: None,
         ttft_ms: None,
+        slow_after: None,
         local_failure: false,
     }
 }

@@ -1,5 +1,5 @@
--- The leading signal `headroom` (SPEC §13) joins the CHECK constraints of every column that
--- holds a category. Tables are rebuilt as in migration 0004.
+-- The leading signals `headroom` and `slow` (SPEC §13) join the CHECK constraints of every
+-- column that holds a category. Tables are rebuilt as in migration 0004.
 pragma legacy_alter_table = on;
 pragma defer_foreign_keys = on;
 
@@ -19,7 +19,7 @@ create table probes (
     latency_ms integer not null,
     http_status integer,
     transport_error text check (transport_error in ('timeout', 'dns', 'refused', 'reset', 'tls', 'connect')),
-    category text not null check (category in ('ok', 'auth', 'region', 'quota', 'rate_limit', 'overload', 'outage', 'client_error', 'unknown', 'headroom')),
+    category text not null check (category in ('ok', 'auth', 'region', 'quota', 'rate_limit', 'overload', 'outage', 'client_error', 'unknown', 'headroom', 'slow')),
     error_id text not null,
     message text,
     request_id text,
@@ -35,7 +35,7 @@ create table probes (
 create table incidents (
     id integer primary key,
     target text not null,
-    category text not null check (category in ('auth', 'region', 'quota', 'rate_limit', 'overload', 'outage', 'client_error', 'unknown', 'headroom')),
+    category text not null check (category in ('auth', 'region', 'quota', 'rate_limit', 'overload', 'outage', 'client_error', 'unknown', 'headroom', 'slow')),
     location text not null,
     probe text not null check (probe in ('models', 'chat', 'responses', 'chat_stream', 'embeddings')),
     first_error_id text not null,
@@ -53,7 +53,7 @@ create table alert_events (
     id integer primary key,
     incident_id integer not null references incidents (id),
     kind text not null check (kind in ('firing', 'reminder', 'resolved')),
-    category text not null check (category in ('auth', 'region', 'quota', 'rate_limit', 'overload', 'outage', 'client_error', 'unknown', 'headroom')),
+    category text not null check (category in ('auth', 'region', 'quota', 'rate_limit', 'overload', 'outage', 'client_error', 'unknown', 'headroom', 'slow')),
     created_at_ms integer not null,
     due_at_ms integer not null
 );
@@ -74,7 +74,7 @@ create table alert_deliveries (
 create table rollups (
     target text not null,
     probe text not null check (probe in ('models', 'chat', 'responses', 'chat_stream', 'embeddings')),
-    category text not null check (category in ('ok', 'auth', 'region', 'quota', 'rate_limit', 'overload', 'outage', 'client_error', 'unknown', 'headroom')),
+    category text not null check (category in ('ok', 'auth', 'region', 'quota', 'rate_limit', 'overload', 'outage', 'client_error', 'unknown', 'headroom', 'slow')),
     hour_ms integer not null,
     count integer not null,
     latency_sum_ms integer not null,
