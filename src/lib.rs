@@ -51,4 +51,5 @@ pub mod store; // SQLite storage
 pub mod systemd; // sd_notify: READY, STATUS, WATCHDOG, STOPPING
 pub mod timefmt; // RFC 3339 times
 pub mod tls; // the rustls crypto provider
+pub mod upstream; // OpenAI's status page: poller and the "them or us" sentence
 pub mod web; // dashboard, JSON API, metrics endpoint

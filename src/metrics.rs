@@ -84,6 +84,7 @@ pub struct Metrics {
     ratelimit_remaining: Family<RateLimitLabels, Gauge>,
     ratelimit_limit: Family<RateLimitLabels, Gauge>,
     alerts: Family<AlertLabels, Counter>,
+    upstream_indicator: Gauge,
 }
 
 impl Default for Metrics {
@@ -104,6 +105,12 @@ impl Metrics {
         let ratelimit_remaining = Family::<RateLimitLabels, Gauge>::default();
         let ratelimit_limit = Family::<RateLimitLabels, Gauge>::default();
         let alerts = Family::<AlertLabels, Counter>::default();
+        let upstream_indicator = Gauge::default();
+        registry.register(
+            "openai_watch_upstream_indicator",
+            "OpenAI's status page: 0 none, 1 minor, 2 major, 3 critical, -1 unavailable",
+            upstream_indicator.clone(),
+        );
         registry.register(
             "openai_watch_probes",
             "Probes by target, probe kind, category and catalog id",
@@ -148,6 +155,7 @@ impl Metrics {
             ratelimit_remaining,
             ratelimit_limit,
             alerts,
+            upstream_indicator,
         }
     }
 
@@ -195,6 +203,11 @@ impl Metrics {
                 self.ratelimit_limit.get_or_create(&labels).set(v);
             }
         }
+    }
+
+    /// Sets the status page's indicator.
+    pub fn set_upstream_indicator(&self, level: i64) {
+        self.upstream_indicator.set(level);
     }
 
     /// Counts an alert delivery outcome: `sent`, `retry` or `failed`.

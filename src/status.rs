@@ -11,6 +11,9 @@ use serde::Serialize;
 pub struct Status {
     pub overall: TargetState,
     pub targets: Vec<TargetStatus>,
+    /// What OpenAI's status page last said, where it is polled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<crate::upstream::UpstreamState>,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,5 +103,12 @@ pub async fn read_with_latest(
         latests.push(latest);
     }
     let overall = TargetState::overall(targets.iter().map(|t| &t.state));
-    Ok((Status { overall, targets }, latests))
+    Ok((
+        Status {
+            overall,
+            targets,
+            upstream: None,
+        },
+        latests,
+    ))
 }

@@ -67,7 +67,19 @@ pub struct Config {
     pub detection: Detection,
     pub targets: Vec<Target>,
     pub alerts: Alerts,
+    pub upstream_status: UpstreamStatus,
 }
+
+/// The status page to poll, and whether to.
+#[derive(Debug, Clone)]
+pub struct UpstreamStatus {
+    pub url: reqwest::Url,
+    pub interval: Duration,
+    pub enabled: bool,
+}
+
+/// OpenAI's status page (Statuspage v2).
+pub const DEFAULT_STATUS_URL: &str = "https://status.openai.com/api/v2/summary.json";
 
 /// Resolves the config path as SPEC §2 says: `--config`, else `$OPENAI_WATCH_CONFIG`, else
 /// `./config/openai-watch.toml`, else `/etc/openai-watch/openai-watch.toml`.
@@ -180,6 +192,18 @@ impl Document {
                 auth_token,
             },
             detection: raw.detection.clone(),
+            upstream_status: UpstreamStatus {
+                url: raw.upstream_status.url.clone().unwrap_or_else(|| {
+                    reqwest::Url::parse(DEFAULT_STATUS_URL).expect("a valid default URL")
+                }),
+                interval: raw.upstream_status.interval.0,
+                enabled: raw.upstream_status.enabled.unwrap_or_else(|| {
+                    raw.upstream_status.url.is_some()
+                        || targets
+                            .iter()
+                            .any(|t| t.base_url.host_str() == Some("api.openai.com"))
+                }),
+            },
             targets,
             alerts: alerts::resolve(src, &raw.alerts)?,
         })

@@ -35,6 +35,32 @@ pub struct RawConfig {
     pub targets: Vec<RawTarget>,
     #[serde(default)]
     pub alerts: RawAlerts,
+    #[serde(default)]
+    pub upstream_status: RawUpstreamStatus,
+}
+
+/// `[upstream_status]`: OpenAI's status page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstreamStatus {
+    /// A Statuspage v2 `summary.json`.
+    #[serde(deserialize_with = "values::opt_url")]
+    pub url: Option<reqwest::Url>,
+    /// 10 seconds to 1 hour.
+    #[serde(deserialize_with = "values::dur_within::<_, 10_000, HOUR_MS>")]
+    pub interval: Dur,
+    /// Default: on while a target is on api.openai.com, or when `url` is given.
+    pub enabled: Option<bool>,
+}
+
+impl Default for RawUpstreamStatus {
+    fn default() -> Self {
+        RawUpstreamStatus {
+            url: None,
+            interval: Dur(Duration::from_secs(120)),
+            enabled: None,
+        }
+    }
 }
 
 /// Where this daemon probes from.

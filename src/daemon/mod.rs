@@ -104,6 +104,12 @@ pub async fn run(
     let (tx, rx) = mpsc::channel(QUEUE);
     tracker.spawn(recorder.run(rx));
     tracker.spawn(notifier.run(config_rx.clone(), cancel.clone()));
+    tracker.spawn(crate::upstream::poll(
+        store.clone(),
+        config_rx.clone(),
+        metrics.clone(),
+        cancel.clone(),
+    ));
     tracker.spawn(maintenance::run(
         store.clone(),
         config_rx.clone(),

@@ -107,6 +107,9 @@ pub struct Alert {
     pub dashboard_url: String,
     /// The host this daemon runs on (for Message-ID), and where it probes from.
     pub location: String,
+    /// What OpenAI's status page says ("OpenAI reports: …" or that it reports nothing), for
+    /// the categories where the question "them or us?" arises.
+    pub upstream: Option<String>,
 }
 
 impl Alert {
@@ -145,6 +148,9 @@ impl Alert {
             "{} {verb}.\n",
             self.subject().trim_start_matches("[openai-watch] ")
         ));
+        if let Some(u) = &self.upstream {
+            out.push_str(&format!("\n{u}\n"));
+        }
         for i in &self.incidents {
             out.push_str(&format!("\nTarget:      {} ({})\n", i.target, i.base_url));
             out.push_str(&format!("Probe:       {}\n", i.probe));
@@ -205,6 +211,7 @@ impl Alert {
             "subject": self.subject(),
             "location": self.location,
             "dashboard_url": self.dashboard_url,
+            "upstream": self.upstream,
             "incidents": self.incidents,
         })
     }
@@ -217,6 +224,9 @@ impl Alert {
             "*{}*",
             slack_escape(self.subject().trim_start_matches("[openai-watch] "))
         );
+        if let Some(u) = &self.upstream {
+            text.push_str(&format!("\n{}", slack_escape(u)));
+        }
         for i in &self.incidents {
             text.push_str(&format!(
                 "\n• *{}* ({}): {} — {}\n  _Cause:_ {}\n  _Resolution:_ {}\n  <{}|dashboard>",
@@ -279,6 +289,7 @@ mod tests {
             )],
             dashboard_url: "http://127.0.0.1:8080".into(),
             location: "fra-1".into(),
+            upstream: None,
         }
     }
 

@@ -166,6 +166,7 @@ impl Renderer {
                 .collect(),
             dashboard_url: self.public_url.clone(),
             location: self.location.clone(),
+            upstream: None,
         }
     }
 }
@@ -246,6 +247,7 @@ pub struct Notifier {
     reminder_ms: i64,
     group_wait_ms: i64,
     secrets: Vec<secrecy::SecretString>,
+    upstream: crate::config::UpstreamStatus,
     metrics: Arc<Metrics>,
     /// Woken by the recorder when it wrote events.
     pub wake: Arc<Notify>,
@@ -261,6 +263,7 @@ impl Notifier {
             reminder_ms: millis(config.alerts.reminder_interval),
             group_wait_ms: millis(config.alerts.group_wait),
             secrets: config.secrets(),
+            upstream: config.upstream_status.clone(),
             wake: Arc::new(Notify::new()),
         })
     }
@@ -317,7 +320,8 @@ impl Notifier {
             let mut incident_ids: Vec<i64> = members.iter().map(|d| d.incident_id).collect();
             incident_ids.dedup();
             let rows = self.store.incidents_by_id(&incident_ids).await?;
-            let alert = self.renderer.alert(kind.into(), category, &rows);
+            let mut alert = self.renderer.alert(kind.into(), category, &rows);
+            alert.upstream = self.upstream_sentence(category).await;
             let delivery = Delivery {
                 first_event_id: members[0].event_id,
                 installation: self.store.installation_id().await?,
@@ -377,6 +381,23 @@ impl Notifier {
         Ok(sent)
     }
 
+    /// What the stored state of the status page says for an alert of `category`: read from
+    /// the database only, never fetched here, so it never delays an alert.
+    async fn upstream_sentence(&self, category: Category) -> Option<String> {
+        if !self.upstream.enabled {
+            return None;
+        }
+        let state = match self.store.upstream_state(self.upstream.url.as_str()).await {
+            Ok(state) => state.map(|s| s.0).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the stored status page state");
+                crate::upstream::UpstreamState::default()
+            }
+        };
+        let stale_ms = crate::upstream::stale_after_ms(self.upstream.interval);
+        crate::upstream::sentence(category, &state, now_ms(), stale_ms)
+    }
+
     /// Takes over a reloaded config: channels, routing times and targets.
     fn reconfigure(&mut self, config: &Config) {
         match channels(config) {
@@ -389,6 +410,7 @@ impl Notifier {
         self.reminder_ms = millis(config.alerts.reminder_interval);
         self.group_wait_ms = millis(config.alerts.group_wait);
         self.secrets = config.secrets();
+        self.upstream = config.upstream_status.clone();
     }
 
     /// Runs until cancelled: a pass whenever woken, and at least every second. A send in

@@ -71,6 +71,8 @@ pub struct SimState {
     remaining: RwLock<HashMap<String, f64>>,
     /// Per tag: how long every answer waits before it goes out.
     delays: RwLock<HashMap<String, Duration>>,
+    /// What `/_sim/status/summary.json` serves.
+    status_page: RwLock<StatusPage>,
     log: Mutex<Vec<RequestLog>>,
     counter: AtomicU64,
     /// Bodies POSTed to `/_sim/webhook` (the demo's alert channel), latest last.
@@ -86,6 +88,7 @@ impl SimState {
             messages: RwLock::new(HashMap::new()),
             remaining: RwLock::new(HashMap::new()),
             delays: RwLock::new(HashMap::new()),
+            status_page: RwLock::new(StatusPage::Clear),
             log: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
             webhooks: Mutex::new(Vec::new()),
@@ -123,6 +126,11 @@ impl SimState {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(tag.to_string(), share.clamp(0.0, 1.0));
+    }
+
+    /// Sets what the simulated status page says.
+    pub fn set_status_page(&self, page: StatusPage) {
+        *self.status_page.write().unwrap_or_else(|e| e.into_inner()) = page;
     }
 
     /// Makes every answer for `tag` wait `delay` (zero for none).
@@ -246,6 +254,8 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/_sim/tags/{tag}", put(put_tag))
         .route("/_sim/tags/{tag}/remaining", put(put_remaining))
         .route("/_sim/tags/{tag}/delay", put(put_delay))
+        .route("/_sim/status/summary.json", get(get_status_page))
+        .route("/_sim/status", put(put_status_page))
         .route("/_sim/requests", get(get_requests))
         .route(
             "/_sim/webhook",
@@ -299,6 +309,75 @@ async fn put_remaining(
         )
             .into_response(),
     }
+}
+
+/// What the simulated status page says (a Statuspage v2 `summary.json`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusPage {
+    /// All systems operational, no incident.
+    Clear,
+    /// An incident under investigation, with this name.
+    Incident(String),
+    /// An answer that is not a status page.
+    Garbage,
+    /// No answer at all.
+    Hang,
+}
+
+async fn get_status_page(State(state): State<Arc<SimState>>) -> Response {
+    let page = state
+        .status_page
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let summary = |indicator: &str, description: &str, incidents: serde_json::Value| {
+        axum::Json(serde_json::json!({
+            "page": {"id": "sim", "name": "OpenAI (simulated)", "url": "http://status.sim"},
+            "status": {"indicator": indicator, "description": description},
+            "components": [{"name": "API", "status": if indicator == "none" { "operational" } else { "major_outage" }}],
+            "incidents": incidents,
+            "scheduled_maintenances": []
+        }))
+        .into_response()
+    };
+    match page {
+        StatusPage::Clear => summary("none", "All Systems Operational", serde_json::json!([])),
+        StatusPage::Incident(name) => summary(
+            "major",
+            "Partial System Outage",
+            serde_json::json!([{
+                "name": name, "status": "investigating", "impact": "major",
+                "shortlink": "https://stspg.io/sim", "updated_at": "2026-11-25T10:00:00Z"
+            }]),
+        ),
+        StatusPage::Garbage => (StatusCode::OK, "<html>maintenance</html>").into_response(),
+        StatusPage::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+    }
+}
+
+/// `PUT /_sim/status` with `clear`, `incident NAME`, `garbage` or `hang`.
+async fn put_status_page(State(state): State<Arc<SimState>>, body: String) -> Response {
+    let body = body.trim();
+    let page = match body {
+        "clear" => StatusPage::Clear,
+        "garbage" => StatusPage::Garbage,
+        "hang" => StatusPage::Hang,
+        _ => match body.strip_prefix("incident ") {
+            Some(name) if !name.trim().is_empty() => StatusPage::Incident(name.trim().to_string()),
+            _ => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "give clear, incident NAME, garbage or hang\n",
+                )
+                    .into_response();
+            }
+        },
+    };
+    state.set_status_page(page);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// `PUT /_sim/tags/{tag}/delay` with milliseconds: answers for the tag wait that long.

@@ -104,6 +104,57 @@ impl Store {
         Ok(())
     }
 
+    /// What the status page at `source` last said, with its validators (ETag,
+    /// Last-Modified) for the next conditional request.
+    pub async fn upstream_state(
+        &self,
+        source: &str,
+    ) -> Result<
+        Option<(
+            crate::upstream::UpstreamState,
+            Option<String>,
+            Option<String>,
+        )>,
+        StoreError,
+    > {
+        let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "select state, etag, last_modified from upstream_status where source = ?",
+        )
+        .bind(source)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(state, etag, modified)| {
+            (
+                serde_json::from_str(&state).unwrap_or_default(),
+                etag,
+                modified,
+            )
+        }))
+    }
+
+    pub async fn save_upstream_state(
+        &self,
+        source: &str,
+        state: &crate::upstream::UpstreamState,
+        etag: Option<&str>,
+        last_modified: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(state)
+            .map_err(|e| StoreError::Sql(sqlx::Error::Encode(Box::new(e))))?;
+        sqlx::query(
+            "insert into upstream_status (source, state, etag, last_modified) values (?, ?, ?, ?) \
+             on conflict (source) do update set state = excluded.state, etag = excluded.etag, \
+             last_modified = excluded.last_modified",
+        )
+        .bind(source)
+        .bind(json)
+        .bind(etag)
+        .bind(last_modified)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// This database's installation id (made with the database, never changed).
     pub async fn installation_id(&self) -> Result<String, StoreError> {
         let (id,): (String,) = sqlx::query_as("select id from installation limit 1")

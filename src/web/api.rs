@@ -23,10 +23,29 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> Result<Json<crate::status::Status>, Error> {
-    Ok(Json(
-        crate::status::read(&state.config().target_names(), &state.store)
-            .await
-            .map_err(Error::Internal)?,
+    let config = state.config();
+    let mut status = crate::status::read(&config.target_names(), &state.store)
+        .await
+        .map_err(Error::Internal)?;
+    status.upstream = upstream(&state, &config).await?;
+    Ok(Json(status))
+}
+
+/// What the status page last said, where it is polled (`None` where it is not).
+pub async fn upstream(
+    state: &AppState,
+    config: &crate::config::Config,
+) -> Result<Option<crate::upstream::UpstreamState>, Error> {
+    if !config.upstream_status.enabled {
+        return Ok(None);
+    }
+    Ok(Some(
+        state
+            .store
+            .upstream_state(config.upstream_status.url.as_str())
+            .await?
+            .map(|s| s.0)
+            .unwrap_or_default(),
     ))
 }
 

@@ -55,6 +55,8 @@ struct IndexPage {
     recent: Vec<IncidentCard>,
     deliveries: Vec<DeliveryCounts>,
     failures: Vec<crate::store::FailedDelivery>,
+    /// "OpenAI reports: …", or that the status page is unavailable.
+    upstream: Option<String>,
 }
 
 fn render(page: &impl Template) -> Result<Response, Error> {
@@ -127,6 +129,13 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
         recent,
         deliveries: state.store.delivery_counts().await?,
         failures: state.store.failed_deliveries(10).await?,
+        upstream: super::api::upstream(&state, &config).await?.and_then(|u| {
+            crate::upstream::banner(
+                &u,
+                now,
+                crate::upstream::stale_after_ms(config.upstream_status.interval),
+            )
+        }),
     })
 }
 

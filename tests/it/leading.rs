@@ -239,3 +239,123 @@ async fn slow_opens_when_answers_go_from_50_ms_to_3_s_and_resolves_when_they_com
             .all(|r| r.category == "ok")
     );
 }
+
+/// Waits until the daemon's API shows the status page read with `incidents` incidents.
+async fn upstream_read(app: &TestApp, incidents: usize, after_ms: i64) {
+    app.json_until("the status page to be read", "/api/v1/status", |s| {
+        s["upstream"]["fetched_at_ms"]
+            .as_i64()
+            .is_some_and(|t| t >= after_ms)
+            && s["upstream"]["incidents"].as_array().map(Vec::len) == Some(incidents)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_outage_alert_says_whether_openai_reports_an_incident_and_never_waits_for_it() {
+    let sim = start_simulator().await;
+    let smtp = crate::helpers::smtp::SmtpServer::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        None,
+    );
+    sim.state
+        .set_status_page(openai_watch::simulate::StatusPage::Incident(
+            "Elevated error rates on the API".into(),
+        ));
+    let mut config = format!(
+        "[detection]\nfailure_threshold = 1\n\n[upstream_status]\nurl = \"http://{}/_sim/status/summary.json\"\ninterval = \"10s\"\n\n{}",
+        sim.addr,
+        email_alerts(smtp.port, "\"outage\"")
+    );
+    for name in ["first", "second", "third", "fourth"] {
+        config.push_str(&one_second_target(name, sim.tag_url(name), "models"));
+    }
+    let app = TestApp::builder()
+        .with(&config)
+        .env("K", KEY)
+        .start_with(sim)
+        .await;
+    let start = openai_watch::clock::now_ms();
+    let outage_email = |target: &'static str| {
+        let smtp = &smtp;
+        async move {
+            eventually(&format!("the outage email about {target}"), || async {
+                smtp.mails()
+                    .into_iter()
+                    .find(|m| m.subject.contains("FIRING outage") && m.subject.contains(target))
+            })
+            .await
+        }
+    };
+
+    // OpenAI reports an incident: the alert names it.
+    upstream_read(&app, 1, start).await;
+    app.sim.state.set_tag("first", "server_error").unwrap();
+    let mail = outage_email("first").await;
+    assert!(
+        mail.text.contains(
+            "OpenAI reports: Elevated error rates on the API (investigating) https://stspg.io/sim"
+        ),
+        "{}",
+        mail.text
+    );
+    assert!(mail.html.contains("OpenAI reports: Elevated error rates"));
+
+    // No incident: the alert says the problem may be on this side.
+    app.sim
+        .state
+        .set_status_page(openai_watch::simulate::StatusPage::Clear);
+    upstream_read(&app, 0, openai_watch::clock::now_ms()).await;
+    app.sim.state.set_tag("second", "server_error").unwrap();
+    let mail = outage_email("second").await;
+    assert!(
+        mail.text.contains(
+            "OpenAI's status page reports no incident: the problem may be between you and the API"
+        ),
+        "{}",
+        mail.text
+    );
+
+    // The status page hangs: the alert goes out without waiting for it, with what was last
+    // read (the poll in flight takes 10 s to give up; the email comes before).
+    app.sim
+        .state
+        .set_status_page(openai_watch::simulate::StatusPage::Hang);
+    app.sim.state.set_tag("third", "server_error").unwrap();
+    let mail = outage_email("third").await;
+    assert!(mail.text.contains("reports no incident"), "{}", mail.text);
+
+    // Garbage: once it cannot be read, alerts say so.
+    app.sim
+        .state
+        .set_status_page(openai_watch::simulate::StatusPage::Garbage);
+    eventually_within(
+        std::time::Duration::from_secs(90),
+        "the status page to count as unavailable",
+        || async {
+            let s = app.json("/api/v1/status").await;
+            s["upstream"]["unavailable_since_ms"].as_i64().map(|_| ())
+        },
+    )
+    .await;
+    app.sim.state.set_tag("fourth", "server_error").unwrap();
+    let mail = outage_email("fourth").await;
+    assert!(
+        mail.text
+            .contains("OpenAI's status page is unavailable since"),
+        "{}",
+        mail.text
+    );
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(
+        page.contains("status page is unavailable since"),
+        "the banner"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("openai_watch_upstream_indicator -1"),
+        "{metrics}"
+    );
+    let (status, log) = app.daemon.terminate().await;
+    assert!(status.success(), "{log}");
+}
