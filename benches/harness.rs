@@ -347,6 +347,7 @@ async fn year_of_history(path: &Path, targets: usize, now: i64) -> Duration {
                         count: 59,
                         latency_sum_ms: 59 * 200,
                         latency_max_ms: 400,
+                        used_max: Some(0.002),
                     },
                     RollupRow {
                         probe: Some(ProbeKind::Models),
@@ -355,6 +356,7 @@ async fn year_of_history(path: &Path, targets: usize, now: i64) -> Duration {
                         count: 1,
                         latency_sum_ms: 300,
                         latency_max_ms: 300,
+                        used_max: None,
                     },
                 ]
             })

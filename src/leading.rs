@@ -19,65 +19,86 @@ pub struct Reading {
 /// the requests and tokens shares used, against `[detection] headroom_warn`. `None` when the
 /// answer carries no limit.
 pub fn headroom(o: &Observation, cfg: &Detection) -> Option<Reading> {
-    let rl = &o.rate_limits;
-    let share = |limit: Option<i64>, remaining: Option<i64>| match (limit, remaining) {
-        (Some(limit), Some(remaining)) if limit > 0 => {
-            Some(1.0 - remaining.clamp(0, limit) as f64 / limit as f64)
-        }
-        _ => None,
-    };
-    let requests = share(rl.limit_requests, rl.remaining_requests).map(|s| {
-        (
-            s,
-            "requests",
-            rl.limit_requests,
-            rl.remaining_requests,
-            &rl.reset_requests,
-        )
-    });
-    let tokens = share(rl.limit_tokens, rl.remaining_tokens).map(|s| {
-        (
-            s,
-            "tokens",
-            rl.limit_tokens,
-            rl.remaining_tokens,
-            &rl.reset_tokens,
-        )
-    });
-    let (used, limit_name, limit, remaining, reset) = match (requests, tokens) {
-        (Some(r), Some(t)) => {
-            if t.0 > r.0 {
-                t
-            } else {
-                r
-            }
-        }
-        (Some(r), None) => r,
-        (None, Some(t)) => t,
-        (None, None) => return None,
-    };
-    let model = if o.model.is_empty() {
-        o.kind.as_str().to_string()
-    } else {
-        o.model.clone()
-    };
-    let reset = reset
+    let used = used_share(o)?;
+    let model = model_of(o);
+    let reset = used
+        .reset
         .as_deref()
         .map_or(String::new(), |r| format!(", resets in {r}"));
     Some(Reading {
         message: format!(
-            "{model}: {:.0}% of the {limit_name} limit used ({} of {} left{reset})",
-            used * 100.0,
-            remaining.unwrap_or(0),
-            limit.unwrap_or(0),
+            "{model}: {:.0}% of the {} limit used ({} of {} left{reset})",
+            used.share * 100.0,
+            used.limit_name,
+            used.remaining,
+            used.limit,
         ),
         signal: Signal {
             at_ms: o.at_ms,
             category: Category::Headroom,
             key: model,
-            above: used >= cfg.headroom_warn,
+            above: used.share >= cfg.headroom_warn,
         },
     })
+}
+
+/// The tighter of an answer's rate limits: its used share and what the headers said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsedShare {
+    /// 0 to 1.
+    pub share: f64,
+    /// `requests` or `tokens`.
+    pub limit_name: &'static str,
+    pub limit: i64,
+    pub remaining: i64,
+    pub reset: Option<String>,
+}
+
+/// The model of an observation, or its probe kind for `models` probes.
+pub fn model_of(o: &Observation) -> String {
+    if o.model.is_empty() {
+        o.kind.as_str().to_string()
+    } else {
+        o.model.clone()
+    }
+}
+
+/// The larger of the requests and tokens shares used, from the `x-ratelimit-*` headers;
+/// `None` when the answer carries no limit.
+pub fn used_share(o: &Observation) -> Option<UsedShare> {
+    let rl = &o.rate_limits;
+    let one =
+        |name: &'static str, limit: Option<i64>, remaining: Option<i64>, reset: &Option<String>| {
+            match (limit, remaining) {
+                (Some(limit), Some(remaining)) if limit > 0 => {
+                    let remaining = remaining.clamp(0, limit);
+                    Some(UsedShare {
+                        share: 1.0 - remaining as f64 / limit as f64,
+                        limit_name: name,
+                        limit,
+                        remaining,
+                        reset: reset.clone(),
+                    })
+                }
+                _ => None,
+            }
+        };
+    let requests = one(
+        "requests",
+        rl.limit_requests,
+        rl.remaining_requests,
+        &rl.reset_requests,
+    );
+    let tokens = one(
+        "tokens",
+        rl.limit_tokens,
+        rl.remaining_tokens,
+        &rl.reset_tokens,
+    );
+    match (requests, tokens) {
+        (Some(r), Some(t)) => Some(if t.share > r.share { t } else { r }),
+        (r, t) => r.or(t),
+    }
 }
 
 /// The key `slow` is tracked by: the probe kind and its model.

@@ -181,11 +181,7 @@ impl Metrics {
                 target: target.clone(),
             })
             .set(i64::from(o.entry.is_ok()));
-        let model = if o.model.is_empty() {
-            o.kind.as_str().to_string()
-        } else {
-            o.model.clone()
-        };
+        let model = crate::leading::model_of(o);
         let rl = &o.rate_limits;
         for (kind, remaining, limit) in [
             ("requests", rl.remaining_requests, rl.limit_requests),

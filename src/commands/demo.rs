@@ -35,6 +35,24 @@ pub const SCRIPT: [&str; 12] = [
 /// most categories at once.
 pub const TARGETS: [(&str, usize); 3] = [("prod", 3), ("staging", 7), ("eu-west", 11)];
 
+/// The target that walks through the leading signals: healthy, close to its rate limit,
+/// healthy, slow while the (simulated) status page reports an incident.
+pub const SIGNALS_TARGET: &str = "batch";
+
+/// What the leading-signals target does at `step`: (share of the rate limit left, answer
+/// delay, the status page's incident).
+pub fn signals_at(step: usize) -> (f64, Duration, Option<&'static str>) {
+    match step % 4 {
+        1 => (0.04, Duration::ZERO, None),
+        3 => (
+            0.8,
+            Duration::from_millis(1500),
+            Some("Elevated latency on Chat Completions"),
+        ),
+        _ => (0.8, Duration::ZERO, None),
+    }
+}
+
 /// The scenario of `target_offset`'s target at step `step`.
 pub fn scenario_at(target_offset: usize, step: usize) -> &'static str {
     SCRIPT[(target_offset + step) % SCRIPT.len()]
@@ -52,8 +70,11 @@ pub fn demo_config(
     let mut text = format!(
         "[agent]\nlocation = \"demo\"\n\n[storage]\npath = {db:?}\n\n[dashboard]\nlisten = \"{listen}\"\n\n\
          [detection]\nfailure_threshold = 3\nsuccess_threshold = 2\n\n\
-         [alerts]\ngroup_wait = \"2s\"\ncategories = [\"auth\", \"quota\", \"region\", \"outage\", \"overload\", \"rate_limit\"]\n\n\
-         [[alerts.webhook]]\nname = \"demo-webhook\"\nurl = \"http://{sim}/_sim/webhook\"\n\n",
+         [alerts]\ngroup_wait = \"2s\"\ncategories = [\"auth\", \"quota\", \"region\", \"outage\", \"overload\", \"rate_limit\", \"headroom\", \"slow\"]\n\n\
+         [[alerts.webhook]]\nname = \"demo-webhook\"\nurl = \"http://{sim}/_sim/webhook\"\n\n\
+         [upstream_status]\nurl = \"http://{sim}/_sim/status/summary.json\"\ninterval = \"10s\"\n\n\
+         [[targets]]\nname = \"{SIGNALS_TARGET}\"\nbase_url = \"http://{sim}/t/{SIGNALS_TARGET}/v1\"\ntimeout = \"5s\"\n\
+         [[targets.probes]]\nkind = \"chat_stream\"\ninterval = \"2s\"\nslow_after = \"1s\"\n\n",
         db = db.display().to_string()
     );
     for (name, _) in TARGETS {
@@ -120,13 +141,23 @@ async fn run_in(
             for (name, offset) in TARGETS {
                 let _ = state.set_tag(name, scenario_at(offset, step));
             }
+            let (left, delay, incident) = signals_at(step);
+            state.set_tag_remaining(SIGNALS_TARGET, left);
+            state.set_tag_delay(SIGNALS_TARGET, delay);
+            state.set_status_page(match incident {
+                Some(name) => crate::simulate::StatusPage::Incident(name.into()),
+                None => crate::simulate::StatusPage::Clear,
+            });
             tokio::time::sleep(STEP).await;
             step += 1;
         }
     });
     println!("openai-watch demo: dashboard at {url}/");
     println!(
-        "  three targets on a simulated API walk through rate limit, quota, key, region, overload and outage;"
+        "  three targets on a simulated API walk through rate limit, quota, key, region, overload and outage,"
+    );
+    println!(
+        "  a fourth through rate-limit headroom and slowness while the simulated status page reports an incident;"
     );
     println!(
         "  alerts go to the simulator's webhook{}. Ctrl-C stops it.",

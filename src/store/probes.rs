@@ -89,10 +89,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms) \
-                 values (?, ?, ?, ?, 1, ?, ?) on conflict (target, hour_ms, probe, category) do update set \
+                "insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max) \
+                 values (?, ?, ?, ?, 1, ?, ?, ?) on conflict (target, hour_ms, probe, category) do update set \
                  count = count + 1, latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms, \
-                 latency_max_ms = max(latency_max_ms, excluded.latency_max_ms)",
+                 latency_max_ms = max(latency_max_ms, excluded.latency_max_ms), \
+                 used_max = coalesce(max(used_max, excluded.used_max), used_max, excluded.used_max)",
             )
             .bind(o.target.as_str())
             .bind(o.kind)
@@ -100,6 +101,7 @@ impl Store {
             .bind(o.at_ms - o.at_ms.rem_euclid(HOUR_MS))
             .bind(o.latency_ms)
             .bind(o.latency_ms)
+            .bind(crate::leading::used_share(o).map(|u| u.share))
             .execute(&mut *tx)
             .await?;
         }
@@ -132,6 +134,8 @@ pub struct RollupRow {
     pub count: i64,
     pub latency_sum_ms: i64,
     pub latency_max_ms: i64,
+    /// The largest share of a rate limit used in the hour, when the answers said.
+    pub used_max: Option<f64>,
 }
 
 /// A rollup and the target it belongs to.
@@ -155,7 +159,7 @@ impl Store {
     /// A target's rollups from `since_ms` on, oldest first.
     pub async fn rollups(&self, target: &str, since_ms: i64) -> Result<Vec<RollupRow>, StoreError> {
         Ok(sqlx::query_as::<_, RollupRow>(
-            "select probe, category, hour_ms, count, latency_sum_ms, latency_max_ms from rollups \
+            "select probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max from rollups \
              where target = ? and hour_ms >= ? order by hour_ms",
         )
         .bind(target)
@@ -208,10 +212,11 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for r in rows {
             sqlx::query(
-                "insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms) \
-                 values (?, ?, ?, ?, ?, ?, ?) on conflict (target, hour_ms, probe, category) do update set \
+                "insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max) \
+                 values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (target, hour_ms, probe, category) do update set \
                  count = count + excluded.count, latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms, \
-                 latency_max_ms = max(latency_max_ms, excluded.latency_max_ms)",
+                 latency_max_ms = max(latency_max_ms, excluded.latency_max_ms), \
+                 used_max = coalesce(max(used_max, excluded.used_max), used_max, excluded.used_max)",
             )
             .bind(target)
             .bind(r.probe)
@@ -220,6 +225,7 @@ impl Store {
             .bind(r.count)
             .bind(r.latency_sum_ms)
             .bind(r.latency_max_ms)
+            .bind(r.used_max)
             .execute(&mut *tx)
             .await?;
         }
@@ -270,7 +276,7 @@ impl Store {
     ) -> Result<Vec<RollupRow>, StoreError> {
         Ok(sqlx::query_as::<_, RollupRow>(
             "select null as probe, category, (hour_ms / 86400000) * 86400000 as hour_ms, sum(count) as count, \
-             sum(latency_sum_ms) as latency_sum_ms, max(latency_max_ms) as latency_max_ms \
+             sum(latency_sum_ms) as latency_sum_ms, max(latency_max_ms) as latency_max_ms, max(used_max) as used_max \
              from rollups where target = ? and hour_ms >= ? and hour_ms < ? group by 3, category order by 3",
         )
         .bind(target)
@@ -285,7 +291,7 @@ impl Store {
     /// Every target's rollups from `since_ms` on, oldest first.
     pub async fn all_rollups_since(&self, since_ms: i64) -> Result<Vec<TargetRollup>, StoreError> {
         Ok(sqlx::query_as::<_, TargetRollup>(
-            "select target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms from rollups \
+            "select target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max from rollups \
              where hour_ms >= ? order by hour_ms",
         )
         .bind(since_ms)

@@ -42,6 +42,7 @@ struct TargetCard {
     quarter: Vec<Segment>,
     latency: Vec<view::LatencyBar>,
     latency_max: i64,
+    headroom: Vec<view::HeadroomView>,
 }
 
 #[derive(Template)]
@@ -104,6 +105,22 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
             quarter: quarter_frame.bar(quarter),
             latency,
             latency_max,
+            headroom: view::headroom(
+                &recent,
+                now,
+                &t.probes
+                    .iter()
+                    .map(|p| {
+                        let model = if p.kind.takes_model() {
+                            p.model.clone()
+                        } else {
+                            p.kind.to_string()
+                        };
+                        (p.kind, model)
+                    })
+                    .collect::<Vec<_>>(),
+                config.detection.headroom_warn,
+            ),
         });
     }
     let open = state

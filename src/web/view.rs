@@ -145,6 +145,76 @@ pub struct LatencyBar {
     pub title: String,
 }
 
+/// The rate-limit headroom of one probe kind (one model) of a target: a gauge of the
+/// largest share used in the latest hour, and 24 hourly bars.
+#[derive(Debug, Clone)]
+pub struct HeadroomView {
+    pub model: String,
+    /// e.g. "95%".
+    pub used: String,
+    /// Gauge width, 0 to 100.
+    pub width: String,
+    /// `warn` at or above `headroom_warn`, else `ok`.
+    pub level: &'static str,
+    pub bars: Vec<LatencyBar>,
+}
+
+/// Headroom of each probe kind of a target that reported rate limits in the last 24 hours,
+/// from the hourly `used_max` of the rollups. `models` names the model of each probe kind.
+pub fn headroom(
+    rollups: &[RollupRow],
+    now_ms: i64,
+    models: &[(ProbeKind, String)],
+    warn: f64,
+) -> Vec<HeadroomView> {
+    let last = now_ms - now_ms.rem_euclid(HOUR_MS);
+    let first = last - 23 * HOUR_MS;
+    let mut out = Vec::new();
+    for (kind, model) in models {
+        let mut hours = [None::<f64>; 24];
+        for r in rollups
+            .iter()
+            .filter(|r| r.probe == Some(*kind) && r.hour_ms >= first)
+        {
+            if let (Some(used), Some(slot)) = (
+                r.used_max,
+                hours.get_mut(((r.hour_ms - first) / HOUR_MS) as usize),
+            ) {
+                *slot = Some(slot.map_or(used, |s: f64| s.max(used)));
+            }
+        }
+        let Some(latest) = hours.iter().rev().flatten().next().copied() else {
+            continue;
+        };
+        let bars = hours
+            .iter()
+            .enumerate()
+            .filter_map(|(i, u)| u.map(|u| (i, u)))
+            .map(|(i, used)| {
+                let height = (40.0 * used).max(1.0);
+                LatencyBar {
+                    x: i * 10,
+                    y: format!("{:.1}", 40.0 - height),
+                    height: format!("{height:.1}"),
+                    title: format!(
+                        "{} UTC: at most {:.0}% of a rate limit used",
+                        &rfc3339(first + i as i64 * HOUR_MS)[..16].replace('T', " "),
+                        used * 100.0
+                    ),
+                }
+            })
+            .collect();
+        out.push(HeadroomView {
+            model: model.clone(),
+            used: format!("{:.0}%", latest * 100.0),
+            width: format!("{:.1}", latest * 100.0),
+            level: if latest >= warn { "warn" } else { "ok" },
+            bars,
+        });
+    }
+    out
+}
+
 /// Mean latency per hour over the last 24 hours, and the highest mean (ms) for the label.
 pub fn latency_bars(rollups: &[RollupRow], now_ms: i64) -> (Vec<LatencyBar>, i64) {
     let last = now_ms - now_ms.rem_euclid(HOUR_MS);
@@ -214,9 +284,12 @@ impl From<&IncidentRow> for IncidentCard {
             category: r.category,
             error_id: r.last_error_id.clone(),
             title: entry.map_or_else(|| r.last_error_id.clone(), |e| e.title.to_string()),
-            http_status: r
-                .http_status
-                .map_or_else(|| "no answer".to_string(), |s| s.to_string()),
+            http_status: match r.http_status {
+                Some(s) => s.to_string(),
+                // A leading signal is read from healthy answers, not from an error status.
+                None if r.category.is_signal() => "200 (healthy answers)".to_string(),
+                None => "no answer".to_string(),
+            },
             opened_at: rfc3339(r.opened_at_ms),
             last_seen_at: rfc3339(r.last_seen_at_ms),
             resolved_at: r.resolved_at_ms.map(rfc3339),
@@ -242,6 +315,7 @@ mod tests {
             count,
             latency_sum_ms: count * 100,
             latency_max_ms: 100,
+            used_max: None,
         }
     }
 

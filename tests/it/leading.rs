@@ -96,6 +96,16 @@ async fn headroom_opens_at_ninety_percent_used_resolves_at_half_and_survives_a_r
         metrics.contains("openai_watch_ratelimit_limit{"),
         "{metrics}"
     );
+    // The status page shows the gauge and its 24-hour history for the model.
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(
+        page.contains("Rate limit used, gpt-4o-mini: <strong class=\"h-warn\">95%</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("at most 95% of a rate limit used"),
+        "the hourly bar"
+    );
 
     // A restart continues: the same incident stays open, no second one.
     let TestApp {
@@ -153,6 +163,7 @@ async fn slow_opens_when_answers_go_from_50_ms_to_3_s_and_resolves_when_they_com
                 count: 60,
                 latency_sum_ms: 60 * 50,
                 latency_max_ms: 80,
+                used_max: None,
             })
             .collect();
         store.add_rollups("prod", &rows).await.unwrap();

@@ -300,7 +300,7 @@ async fn every_enumerated_column_accepts_its_names_and_refuses_anything_else() {
          values (1, 1, 'firing', 'auth', 1, 1)",
         "insert into alert_deliveries (id, event_id, channel, state, next_attempt_at_ms) \
          values (1, 1, 'email', 'pending', 1)",
-        "insert into rollups values ('prod', 'models', 'ok', 0, 1, 1, 1)",
+        "insert into rollups values ('prod', 'models', 'ok', 0, 1, 1, 1, null)",
     ];
     for sql in seed {
         sqlx::query(sql).execute(&pool).await.unwrap();
