@@ -73,6 +73,8 @@ pub struct SimState {
     delays: RwLock<HashMap<String, Duration>>,
     /// What `/_sim/status/summary.json` serves.
     status_page: RwLock<StatusPage>,
+    /// How many times the status page answered 304 Not Modified.
+    pub status_not_modified: AtomicU64,
     log: Mutex<Vec<RequestLog>>,
     counter: AtomicU64,
     /// Bodies POSTed to `/_sim/webhook` (the demo's alert channel), latest last.
@@ -89,6 +91,7 @@ impl SimState {
             remaining: RwLock::new(HashMap::new()),
             delays: RwLock::new(HashMap::new()),
             status_page: RwLock::new(StatusPage::Clear),
+            status_not_modified: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
             webhooks: Mutex::new(Vec::new()),
@@ -324,12 +327,29 @@ pub enum StatusPage {
     Hang,
 }
 
-async fn get_status_page(State(state): State<Arc<SimState>>) -> Response {
+async fn get_status_page(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
     let page = state
         .status_page
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    // Conditional requests, as Statuspage answers them: the ETag names what the page says.
+    let etag = format!(
+        "\"{}\"",
+        match &page {
+            StatusPage::Clear => "clear".to_string(),
+            StatusPage::Incident(name) => format!("incident-{}", name.len()),
+            StatusPage::Garbage | StatusPage::Hang => "other".to_string(),
+        }
+    );
+    if matches!(page, StatusPage::Clear | StatusPage::Incident(_))
+        && headers
+            .get(header::IF_NONE_MATCH)
+            .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        state.status_not_modified.fetch_add(1, Ordering::Relaxed);
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
     let summary = |indicator: &str, description: &str, incidents: serde_json::Value| {
         axum::Json(serde_json::json!({
             "page": {"id": "sim", "name": "OpenAI (simulated)", "url": "http://status.sim"},
@@ -341,14 +361,20 @@ async fn get_status_page(State(state): State<Arc<SimState>>) -> Response {
         .into_response()
     };
     match page {
-        StatusPage::Clear => summary("none", "All Systems Operational", serde_json::json!([])),
-        StatusPage::Incident(name) => summary(
-            "major",
-            "Partial System Outage",
-            serde_json::json!([{
-                "name": name, "status": "investigating", "impact": "major",
-                "shortlink": "https://stspg.io/sim", "updated_at": "2026-11-25T10:00:00Z"
-            }]),
+        StatusPage::Clear => with_etag(
+            summary("none", "All Systems Operational", serde_json::json!([])),
+            &etag,
+        ),
+        StatusPage::Incident(name) => with_etag(
+            summary(
+                "major",
+                "Partial System Outage",
+                serde_json::json!([{
+                    "name": name, "status": "investigating", "impact": "major",
+                    "shortlink": "https://stspg.io/sim", "updated_at": "2026-11-25T10:00:00Z"
+                }]),
+            ),
+            &etag,
         ),
         StatusPage::Garbage => (StatusCode::OK, "<html>maintenance</html>").into_response(),
         StatusPage::Hang => {
@@ -356,6 +382,13 @@ async fn get_status_page(State(state): State<Arc<SimState>>) -> Response {
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
     }
+}
+
+fn with_etag(mut response: Response, etag: &str) -> Response {
+    if let Ok(v) = header::HeaderValue::from_str(etag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
 }
 
 /// `PUT /_sim/status` with `clear`, `incident NAME`, `garbage` or `hang`.

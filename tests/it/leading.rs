@@ -370,3 +370,42 @@ async fn every_outage_alert_says_whether_openai_reports_an_incident_and_never_wa
     let (status, log) = app.daemon.terminate().await;
     assert!(status.success(), "{log}");
 }
+
+#[tokio::test]
+async fn the_status_page_is_read_with_conditional_requests_and_a_304_keeps_what_it_said() {
+    let sim = start_simulator().await;
+    sim.state
+        .set_status_page(openai_watch::simulate::StatusPage::Incident(
+            "Degraded API".into(),
+        ));
+    let ws = Workspace::new();
+    let store = openai_watch::store::Store::open(&ws.db()).await.unwrap();
+    let settings = openai_watch::config::UpstreamStatus {
+        url: reqwest::Url::parse(&format!("http://{}/_sim/status/summary.json", sim.addr)).unwrap(),
+        interval: std::time::Duration::from_secs(120),
+        enabled: true,
+    };
+    let client = http_client();
+    let first = openai_watch::upstream::fetch_once(&client, &store, &settings).await;
+    assert_eq!(first.incidents.len(), 1);
+    let second = openai_watch::upstream::fetch_once(&client, &store, &settings).await;
+    assert_eq!(
+        sim.state
+            .status_not_modified
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the second request carried the ETag and got 304"
+    );
+    assert_eq!(
+        second.incidents, first.incidents,
+        "a 304 keeps what the page said"
+    );
+    assert!(second.fetched_at_ms >= first.fetched_at_ms);
+    // A change is read in full again.
+    sim.state
+        .set_status_page(openai_watch::simulate::StatusPage::Clear);
+    let third = openai_watch::upstream::fetch_once(&client, &store, &settings).await;
+    assert!(third.incidents.is_empty());
+    assert_eq!(third.indicator.as_deref(), Some("none"));
+    store.close().await;
+}
