@@ -14,6 +14,9 @@
 //! key it was sent, as a careless server would: the monitor must mask it.
 
 mod answers;
+mod status_page;
+
+pub use status_page::StatusPage;
 
 use crate::catalog;
 use answers::{answer, api_error, api_error_full, cut_connection, html, not_found};
@@ -257,8 +260,8 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/_sim/tags/{tag}", put(put_tag))
         .route("/_sim/tags/{tag}/remaining", put(put_remaining))
         .route("/_sim/tags/{tag}/delay", put(put_delay))
-        .route("/_sim/status/summary.json", get(get_status_page))
-        .route("/_sim/status", put(put_status_page))
+        .route("/_sim/status/summary.json", get(status_page::get))
+        .route("/_sim/status", put(status_page::put))
         .route("/_sim/requests", get(get_requests))
         .route(
             "/_sim/webhook",
@@ -312,105 +315,6 @@ async fn put_remaining(
         )
             .into_response(),
     }
-}
-
-/// What the simulated status page says (a Statuspage v2 `summary.json`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum StatusPage {
-    /// All systems operational, no incident.
-    Clear,
-    /// An incident under investigation, with this name.
-    Incident(String),
-    /// An answer that is not a status page.
-    Garbage,
-    /// No answer at all.
-    Hang,
-}
-
-async fn get_status_page(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    let page = state
-        .status_page
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    // Conditional requests, as Statuspage answers them: the ETag names what the page says.
-    let etag = format!(
-        "\"{}\"",
-        match &page {
-            StatusPage::Clear => "clear".to_string(),
-            StatusPage::Incident(name) => format!("incident-{}", name.len()),
-            StatusPage::Garbage | StatusPage::Hang => "other".to_string(),
-        }
-    );
-    if matches!(page, StatusPage::Clear | StatusPage::Incident(_))
-        && headers
-            .get(header::IF_NONE_MATCH)
-            .is_some_and(|v| v.as_bytes() == etag.as_bytes())
-    {
-        state.status_not_modified.fetch_add(1, Ordering::Relaxed);
-        return StatusCode::NOT_MODIFIED.into_response();
-    }
-    let summary = |indicator: &str, description: &str, incidents: serde_json::Value| {
-        axum::Json(serde_json::json!({
-            "page": {"id": "sim", "name": "OpenAI (simulated)", "url": "http://status.sim"},
-            "status": {"indicator": indicator, "description": description},
-            "components": [{"name": "API", "status": if indicator == "none" { "operational" } else { "major_outage" }}],
-            "incidents": incidents,
-            "scheduled_maintenances": []
-        }))
-        .into_response()
-    };
-    match page {
-        StatusPage::Clear => with_etag(
-            summary("none", "All Systems Operational", serde_json::json!([])),
-            &etag,
-        ),
-        StatusPage::Incident(name) => with_etag(
-            summary(
-                "major",
-                "Partial System Outage",
-                serde_json::json!([{
-                    "name": name, "status": "investigating", "impact": "major",
-                    "shortlink": "https://stspg.io/sim", "updated_at": "2026-11-25T10:00:00Z"
-                }]),
-            ),
-            &etag,
-        ),
-        StatusPage::Garbage => (StatusCode::OK, "<html>maintenance</html>").into_response(),
-        StatusPage::Hang => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            StatusCode::GATEWAY_TIMEOUT.into_response()
-        }
-    }
-}
-
-fn with_etag(mut response: Response, etag: &str) -> Response {
-    if let Ok(v) = header::HeaderValue::from_str(etag) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
-    response
-}
-
-/// `PUT /_sim/status` with `clear`, `incident NAME`, `garbage` or `hang`.
-async fn put_status_page(State(state): State<Arc<SimState>>, body: String) -> Response {
-    let body = body.trim();
-    let page = match body {
-        "clear" => StatusPage::Clear,
-        "garbage" => StatusPage::Garbage,
-        "hang" => StatusPage::Hang,
-        _ => match body.strip_prefix("incident ") {
-            Some(name) if !name.trim().is_empty() => StatusPage::Incident(name.trim().to_string()),
-            _ => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    "give clear, incident NAME, garbage or hang\n",
-                )
-                    .into_response();
-            }
-        },
-    };
-    state.set_status_page(page);
-    StatusCode::NO_CONTENT.into_response()
 }
 
 /// `PUT /_sim/tags/{tag}/delay` with milliseconds: answers for the tag wait that long.

@@ -2,6 +2,7 @@
 //! that the scheduler, the commands and the dashboard share them (and a PostgreSQL store can
 //! follow). One file per table family.
 
+mod detector;
 mod incidents;
 mod lock;
 mod outbox;

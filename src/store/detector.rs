@@ -1,0 +1,88 @@
+//! What the detector needs back after a restart: its stored states, reconciled with the open
+//! incidents, and the pauses the API asked for.
+
+use super::{Store, StoreError};
+use crate::detect::{self, TargetState};
+use crate::domain::{Category, ProbeKind};
+use std::collections::HashMap;
+
+impl Store {
+    /// The detector states saved with the last recorded batch, by target, with each window
+    /// rebuilt from the probes of the last `window_ms` before `now_ms`.
+    pub async fn load_detector_states(
+        &self,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<HashMap<String, TargetState>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("select target, state from detector_state")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out = HashMap::new();
+        for (target, json) in rows {
+            match serde_json::from_str::<TargetState>(&json) {
+                Ok(state) => {
+                    out.insert(target, state);
+                }
+                Err(e) => {
+                    tracing::warn!(%target, error = %e, "unreadable detector state; starting that target afresh")
+                }
+            }
+        }
+        // The incidents table is the truth about what is open: a state that lost an open
+        // incident (an unreadable row, a state from before a crash) learns it again, so that
+        // nothing is opened twice; one that remembers an incident resolved since forgets it.
+        let open: Vec<(String, Category, ProbeKind)> = sqlx::query_as(
+            "select target, category, probe from incidents where resolved_at_ms is null",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let is_open = |target: &str, category: Category| {
+            open.iter().any(|(t, c, _)| t == target && *c == category)
+        };
+        for (target, state) in out.iter_mut() {
+            state.open.retain(|c, _| is_open(target, *c));
+            for (category, signal) in state.signals.iter_mut() {
+                signal.open = is_open(target, *category);
+            }
+        }
+        for (target, category, probe) in &open {
+            let state = out.entry(target.clone()).or_default();
+            if category.is_signal() {
+                state.signals.entry(*category).or_default().open = true;
+            } else if !state.open.contains_key(category) {
+                tracing::info!(%target, %category, "detector state rebuilt from the open incident");
+                state.open.insert(
+                    *category,
+                    detect::OpenIncident {
+                        kinds: vec![*probe],
+                        healthy: 0,
+                    },
+                );
+            }
+        }
+        let recent: Vec<(String, i64, Category)> = sqlx::query_as(
+            "select target, at_ms, category from probes where at_ms > ? order by at_ms, id",
+        )
+        .bind(now_ms.saturating_sub(window_ms))
+        .fetch_all(&self.pool)
+        .await?;
+        for (target, at_ms, category) in recent {
+            out.entry(target)
+                .or_default()
+                .window
+                .push_back((at_ms, category));
+        }
+        Ok(out)
+    }
+
+    /// The pauses the API asked for that last beyond `now_ms`, by (target, probe kind).
+    pub async fn holds(&self, now_ms: i64) -> Result<Vec<((String, ProbeKind), i64)>, StoreError> {
+        let rows: Vec<(String, ProbeKind, i64)> =
+            sqlx::query_as("select target, probe, until_ms from probe_holds where until_ms > ?")
+                .bind(now_ms)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(t, k, u)| ((t, k), u)).collect())
+    }
+}
