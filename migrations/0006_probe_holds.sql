@@ -3,7 +3,7 @@
 -- limit it watches.
 create table probe_holds (
     target text not null,
-    probe text not null check (probe in ('models', 'chat')),
+    probe text not null check (probe in ('models', 'chat', 'responses', 'chat_stream', 'embeddings')),
     until_ms integer not null,
     primary key (target, probe)
 ) without rowid;

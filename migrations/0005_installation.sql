@@ -4,7 +4,3 @@ create table installation (
     id text not null check (length(id) = 32)
 );
 insert into installation (id) values (lower(hex(randomblob(16))));
-
--- The Message-ID an email delivery went out with, so that later messages about the same
--- incident reply to the message that was actually sent.
-alter table alert_deliveries add column message_id text;
