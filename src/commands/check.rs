@@ -106,7 +106,7 @@ pub async fn run(config: &Config, json: bool, out: &mut impl Write) -> anyhow::R
         .collect();
     match Store::open(&config.storage.path).await {
         Ok(store) => {
-            if let Err(e) = store.insert_probes(&config.location(), &answered).await {
+            if let Err(e) = store.insert_probes(&config.location, &answered).await {
                 eprintln!("warning: results not recorded: {e}");
             }
             store.close().await;

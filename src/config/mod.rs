@@ -226,11 +226,6 @@ impl Config {
         self.targets.iter().map(|t| t.name.as_str()).collect()
     }
 
-    /// Where this daemon probes from.
-    pub fn location(&self) -> String {
-        self.location.clone()
-    }
-
     /// Every configured secret, for masking text that might echo one.
     pub fn secrets(&self) -> Vec<SecretString> {
         let mut out: Vec<SecretString> = self

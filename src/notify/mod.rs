@@ -145,7 +145,7 @@ impl Renderer {
                 .map(|t| (t.name().to_string(), t.base_url.to_string()))
                 .collect(),
             public_url: config.dashboard.public_url(),
-            location: config.location(),
+            location: config.location.clone(),
         }
     }
 
@@ -193,7 +193,7 @@ pub async fn test(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Tes
         id: 0,
         target: "test".into(),
         category: Category::Auth,
-        location: config.location(),
+        location: config.location.clone(),
         probe: ProbeKind::Models,
         first_error_id: "invalid_api_key".into(),
         last_error_id: "invalid_api_key".into(),
@@ -248,6 +248,8 @@ pub struct Notifier {
     group_wait_ms: i64,
     secrets: Vec<secrecy::SecretString>,
     upstream: crate::config::UpstreamStatus,
+    /// The database's installation id, read once: it never changes.
+    installation: tokio::sync::OnceCell<String>,
     metrics: Arc<Metrics>,
     /// Woken by the recorder when it wrote events.
     pub wake: Arc<Notify>,
@@ -264,6 +266,7 @@ impl Notifier {
             group_wait_ms: millis(config.alerts.group_wait),
             secrets: config.secrets(),
             upstream: config.upstream_status.clone(),
+            installation: tokio::sync::OnceCell::new(),
             wake: Arc::new(Notify::new()),
         })
     }
@@ -324,7 +327,11 @@ impl Notifier {
             alert.upstream = self.upstream_sentence(category).await;
             let delivery = Delivery {
                 first_event_id: members[0].event_id,
-                installation: self.store.installation_id().await?,
+                installation: self
+                    .installation
+                    .get_or_try_init(|| self.store.installation_id())
+                    .await?
+                    .clone(),
                 thread_roots: self
                     .store
                     .thread_roots(

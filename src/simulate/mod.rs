@@ -134,6 +134,14 @@ impl SimState {
             .insert(tag.to_string(), share.clamp(0.0, 1.0));
     }
 
+    /// The bodies POSTed to `/_sim/webhook`, oldest first.
+    pub fn webhooks(&self) -> Vec<serde_json::Value> {
+        self.webhooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Sets what the simulated status page says.
     pub fn set_status_page(&self, page: StatusPage) {
         *self.status_page.write().unwrap_or_else(|e| e.into_inner()) = page;
@@ -347,13 +355,7 @@ async fn post_webhook(State(state): State<Arc<SimState>>, body: Bytes) -> Status
 }
 
 async fn get_webhooks(State(state): State<Arc<SimState>>) -> axum::Json<Vec<serde_json::Value>> {
-    axum::Json(
-        state
-            .webhooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone(),
-    )
+    axum::Json(state.webhooks())
 }
 
 async fn get_requests(State(state): State<Arc<SimState>>) -> axum::Json<Vec<RequestLog>> {

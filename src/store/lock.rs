@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct WriterLock {
     _file: File,
-    path: PathBuf,
 }
 
 /// Why the lock was not taken.
@@ -41,7 +40,7 @@ impl WriterLock {
         let path = lock_path(db);
         let file = open(&path)?;
         match file.try_lock() {
-            Ok(()) => Ok(WriterLock { _file: file, path }),
+            Ok(()) => Ok(WriterLock { _file: file }),
             Err(TryLockError::WouldBlock) => Err(LockError::Held {
                 db: db.display().to_string(),
                 lock: path.display().to_string(),
@@ -51,10 +50,6 @@ impl WriterLock {
                 source,
             }),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

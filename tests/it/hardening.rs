@@ -24,21 +24,10 @@ async fn upstream_text_cannot_ping_a_slack_channel_or_disguise_a_link() {
         .env("K", KEY)
         .start_with(sim)
         .await;
-    let hooks_url = format!("http://{}/_sim/webhook", app.sim.addr);
     let text = eventually("the Slack message", || async {
-        let body = app
-            .http
-            .get(&hooks_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let hooks: serde_json::Value = serde_json::from_str(&body).unwrap();
-        hooks
-            .as_array()
-            .unwrap()
+        app.sim
+            .state
+            .webhooks()
             .first()
             .map(|h| h["text"].as_str().unwrap().to_string())
     })

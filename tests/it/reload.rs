@@ -132,21 +132,11 @@ async fn a_reload_that_removes_a_target_resolves_its_open_incident() {
     );
 
     // The resolved alert goes where the firing one went.
-    let hooks_url = format!("http://{}/_sim/webhook", app.sim.addr);
     let events = eventually("the resolved alert at the webhook", || async {
-        let body = app
-            .http
-            .get(&hooks_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let hooks: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let events: Vec<String> = hooks
-            .as_array()
-            .unwrap()
+        let events: Vec<String> = app
+            .sim
+            .state
+            .webhooks()
             .iter()
             .map(|h| h["event"].as_str().unwrap_or("").to_string())
             .collect();
