@@ -4,10 +4,24 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// The package version and, when built from a git checkout, the commit it was built from
+/// (`-modified` when tracked files had uncommitted changes): `0.1.0 (commit 1a2b3c4d5e6f)`.
+pub fn version() -> &'static str {
+    const COMMIT: &str = git_version::git_version!(
+        args = ["--always", "--dirty=-modified", "--abbrev=12", "--exclude=*"],
+        fallback = ""
+    );
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| match COMMIT {
+        "" => env!("CARGO_PKG_VERSION").to_owned(),
+        commit => format!("{} (commit {commit})", env!("CARGO_PKG_VERSION")),
+    })
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "openai-watch",
-    version,
+    version = version(),
     about = "Watches an OpenAI (or OpenAI-compatible) API account and tells you, with the documented cause and resolution, when it breaks."
 )]
 pub struct Cli {
@@ -69,6 +83,17 @@ pub enum Command {
         /// Scenario of /v1/... : `ok` or a catalog id.
         #[arg(long, value_name = "NAME", default_value = "ok")]
         scenario: String,
+    },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man {
+        /// Write openai-watch.1 and a page per subcommand (openai-watch-check.1, ...) here.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 

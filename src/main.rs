@@ -35,6 +35,7 @@ fn main() -> ExitCode {
 fn init_logging(cli: &Cli) {
     let default = match cli.command {
         Command::Run | Command::Simulate { .. } => "info",
+        Command::Completions { .. } | Command::Man { .. } => "error",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

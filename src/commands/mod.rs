@@ -5,6 +5,7 @@ mod alert;
 mod check;
 mod config;
 mod demo;
+mod generate;
 mod run;
 mod simulate;
 mod status;
@@ -62,6 +63,10 @@ impl From<Exit> for std::process::ExitCode {
 pub async fn dispatch(cli: Cli) -> Exit {
     let shutdown = signals::shutdown();
     let result = match &cli.command {
+        Command::Completions { shell } => {
+            generate::completions(*shell, &mut std::io::stdout().lock())
+        }
+        Command::Man { out_dir } => generate::man(out_dir.as_deref(), &mut std::io::stdout().lock()),
         Command::Simulate { listen, scenario } => simulate::run(*listen, scenario, shutdown).await,
         Command::Demo { listen } => {
             // The demo makes its own config; an explicitly given one lends its alert channels.

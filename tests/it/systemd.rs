@@ -315,7 +315,7 @@ fn the_unit_file_verifies_and_its_exposure_is_at_most_2() {
     let copy = dir.path().join("openai-watch.service");
     let text = std::fs::read_to_string(&unit)
         .unwrap()
-        .replace("/usr/local/bin/openai-watch", BIN);
+        .replace("/usr/bin/openai-watch", BIN);
     std::fs::write(&copy, text).unwrap();
     let out = std::process::Command::new(tool)
         .arg("verify")
