@@ -8,7 +8,12 @@ use std::path::PathBuf;
 /// (`-modified` when tracked files had uncommitted changes): `0.1.0 (commit 1a2b3c4d5e6f)`.
 pub fn version() -> &'static str {
     const COMMIT: &str = git_version::git_version!(
-        args = ["--always", "--dirty=-modified", "--abbrev=12", "--exclude=*"],
+        args = [
+            "--always",
+            "--dirty=-modified",
+            "--abbrev=12",
+            "--exclude=*"
+        ],
         fallback = ""
     );
     static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -22,6 +27,12 @@ pub fn version() -> &'static str {
 #[command(
     name = "openai-watch",
     version = version(),
+    after_long_help = "Exit codes: 0 done (check: every probe healthy); 1 failed (check: a warning); \
+2 check: critical; 3 check: unknown; 64 usage error; 75 another daemon writes this database; \
+78 configuration error.\n\nFiles: /etc/openai-watch/openai-watch.toml (the packaged config); \
+/etc/openai-watch/credentials/ (the API key and SMTP password, handed over by systemd); \
+/var/lib/openai-watch/openai-watch.db (the history, under the packaged service).\n\n\
+Documentation: /usr/share/doc/openai-watch/README.md",
     about = "Watches an OpenAI (or OpenAI-compatible) API account and tells you, with the documented cause and resolution, when it breaks."
 )]
 pub struct Cli {

@@ -19,9 +19,11 @@ pub fn completions(shell: clap_complete::Shell, out: &mut impl Write) -> anyhow:
 pub fn man(dir: Option<&Path>, out: &mut impl Write) -> anyhow::Result<Exit> {
     use anyhow::Context;
     match dir {
-        None => clap_mangen::Man::new(Cli::command())
-            .render(out)
-            .context("cannot write the manual page")?,
+        None => match clap_mangen::Man::new(Cli::command()).render(out) {
+            // `openai-watch man | head`: the reader has what it wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            result => result.context("cannot write the manual page")?,
+        },
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;

@@ -66,7 +66,9 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Completions { shell } => {
             generate::completions(*shell, &mut std::io::stdout().lock())
         }
-        Command::Man { out_dir } => generate::man(out_dir.as_deref(), &mut std::io::stdout().lock()),
+        Command::Man { out_dir } => {
+            generate::man(out_dir.as_deref(), &mut std::io::stdout().lock())
+        }
         Command::Simulate { listen, scenario } => simulate::run(*listen, scenario, shutdown).await,
         Command::Demo { listen } => {
             // The demo makes its own config; an explicitly given one lends its alert channels.

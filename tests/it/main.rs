@@ -15,6 +15,7 @@ mod faults;
 mod hardening;
 mod hostile;
 mod leading;
+mod package;
 mod probes;
 mod properties;
 mod readme;
