@@ -95,6 +95,22 @@ pub enum Command {
         #[arg(long, value_name = "NAME", default_value = "ok")]
         scenario: String,
     },
+    /// Silences: keep alerts that match from being sent, for a while (the incidents are still
+    /// opened, shown and recorded).
+    Silence {
+        #[command(subcommand)]
+        command: SilenceCommand,
+    },
+    /// Acknowledge an open incident: no more reminders; the resolved alert says who and when.
+    Ack {
+        /// The incident's id (see `status` or the dashboard).
+        incident: i64,
+        /// Why, or what is being done.
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -105,6 +121,60 @@ pub enum Command {
         /// Write openai-watch.1 and a page per subcommand (openai-watch-check.1, ...) here.
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
+    },
+}
+
+/// Where `silence` and `ack` write: the database of the config, or a running daemon's API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Remote {
+    /// A running daemon's dashboard URL, e.g. http://monitor:8080; the token is read from
+    /// $OPENAI_WATCH_TOKEN. Without it, the database of the config is written directly.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Add a silence. Matchers are exact names or `*` globs and default to `*`.
+    Add {
+        #[arg(long, value_name = "NAME|GLOB")]
+        target: Option<String>,
+        #[arg(long, value_name = "NAME|GLOB")]
+        category: Option<String>,
+        #[arg(long, value_name = "ID|GLOB")]
+        error_id: Option<String>,
+        #[arg(long, value_name = "NAME|GLOB")]
+        location: Option<String>,
+        /// How long, from the start: 30m, 2h, 1d.
+        #[arg(long = "for", value_name = "DURATION", conflicts_with = "until")]
+        duration: Option<String>,
+        /// When it ends (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// When it starts (RFC 3339); default now.
+        #[arg(long, value_name = "TIME")]
+        start: Option<String>,
+        /// Why (required).
+        #[arg(long)]
+        comment: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the silences that have not ended (or all of them).
+    List {
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// End a silence now.
+    Expire {
+        id: i64,
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 

@@ -135,6 +135,8 @@ vocabulary! {
         Pending = "pending",
         Sent = "sent",
         Failed = "failed",
+        /// Not sent: a silence or a maintenance window held when it was due.
+        Suppressed = "suppressed",
     }
 }
 

@@ -45,6 +45,7 @@ pub mod probe; // HTTP probing → `Observation`
 pub mod redact; // masking of secrets in untrusted text
 pub mod scheduler; // when each probe runs
 pub mod signals; // SIGINT/SIGTERM/SIGHUP
+pub mod silence; // silences and maintenance windows: what keeps an alert from going out
 pub mod simulate; // the OpenAI-shaped fake API
 pub mod status; // state of every target and open incidents, from the database
 pub mod store; // SQLite storage

@@ -2,6 +2,8 @@
 
 use super::Exit;
 use crate::config::Config;
+use crate::domain::Category;
+use crate::timefmt::rfc3339;
 use std::io::Write;
 
 /// Prints the targets, probes and channels of a valid config, and its warnings.
@@ -47,9 +49,61 @@ pub fn describe(config: &Config, out: &mut impl Write) -> anyhow::Result<Exit> {
         )?;
     } else {
         writeln!(out, "alert channels: {}", channels.join(", "))?;
+        routing_table(config, out)?;
     }
+    maintenance(config, out)?;
     for w in config.warnings() {
         writeln!(out, "warning: {w}")?;
     }
     Ok(Exit::Success)
+}
+
+/// Which channel gets what: each channel's categories, then the routes in order.
+fn routing_table(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+    let alerts = &config.alerts;
+    let names = |c: &[Category]| c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ");
+    let channels = alerts
+        .email
+        .iter()
+        .map(|e| ("email", &e.name, &e.categories))
+        .chain(alerts.webhook.iter().map(|w| ("webhook", &w.name, &w.categories)));
+    for (kind, name, categories) in channels {
+        writeln!(
+            out,
+            "  {kind} {name}: told about {}",
+            names(categories.as_ref().unwrap_or(&alerts.categories))
+        )?;
+    }
+    if alerts.routes.is_empty() {
+        writeln!(out, "routing: every event goes to every channel told about its category")?;
+        return Ok(());
+    }
+    writeln!(out, "routing (first match wins; continue goes on):")?;
+    for (i, r) in alerts.routes.iter().enumerate() {
+        writeln!(
+            out,
+            "  {}. {} -> {}{}",
+            i + 1,
+            r.describe(),
+            r.channels.join(", "),
+            if r.continue_ { " (continue)" } else { "" }
+        )?;
+    }
+    writeln!(out, "  otherwise: nobody")?;
+    Ok(())
+}
+
+/// The maintenance windows and when each holds next.
+fn maintenance(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+    let now = crate::clock::now_ms();
+    for m in &config.maintenance {
+        let next = match m.schedule.current_or_next(now) {
+            Some((start, end)) if start <= now => format!("holding until {}", rfc3339(end)),
+            Some((start, _)) => format!("next from {}", rfc3339(start)),
+            None => "over".to_string(),
+        };
+        let targets = if m.targets.is_empty() { "every target".to_string() } else { m.targets.join(", ") };
+        writeln!(out, "maintenance {}: {}, {targets}; {next}", m.name, m.schedule.describe())?;
+    }
+    Ok(())
 }

@@ -161,7 +161,7 @@ async fn run_in(
     );
     println!(
         "  alerts go to the simulator's webhook{}. Ctrl-C stops it.",
-        if user.as_ref().is_some_and(|u| u.alerts.email.is_some()) {
+        if user.as_ref().is_some_and(|u| !u.alerts.email.is_empty()) {
             " and to your email"
         } else {
             ""

@@ -4,6 +4,7 @@
 mod alert;
 mod check;
 mod config;
+mod day_two;
 mod demo;
 mod generate;
 mod run;
@@ -63,6 +64,23 @@ impl From<Exit> for std::process::ExitCode {
 pub async fn dispatch(cli: Cli) -> Exit {
     let shutdown = signals::shutdown();
     let result = match &cli.command {
+        Command::Silence { command } => {
+            day_two::silence(|| document(&cli), command, &mut std::io::stdout().lock()).await
+        }
+        Command::Ack {
+            incident,
+            comment,
+            remote,
+        } => {
+            day_two::ack(
+                || document(&cli),
+                *incident,
+                comment.as_deref(),
+                remote,
+                &mut std::io::stdout().lock(),
+            )
+            .await
+        }
         Command::Completions { shell } => {
             generate::completions(*shell, &mut std::io::stdout().lock())
         }

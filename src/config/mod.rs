@@ -10,18 +10,19 @@
 mod alerts;
 mod error;
 mod files;
+mod maintenance;
 pub mod raw;
 mod secrets;
 mod targets;
 mod values;
 
 pub use crate::domain::ProbeKind;
-pub use alerts::{Alerts, Email, Webhook};
+pub use alerts::{Alerts, Email, Route, Webhook};
 pub use error::ConfigError;
 pub use raw::{Agent, Detection, SmtpTls, Storage, TokenLimitField, WebhookFormat};
 pub use secrets::expose;
 pub use targets::{DEFAULT_CHAT_MODEL, Probe, Target};
-pub use values::{Dur, TargetName};
+pub use values::{Dur, TargetName, parse_dashboard_url};
 
 use error::{Source, first_line};
 use raw::RawConfig;
@@ -42,7 +43,9 @@ pub struct Document {
 pub struct Dashboard {
     pub listen: SocketAddr,
     pub public_url: Option<reqwest::Url>,
-    pub auth_token: Option<SecretString>,
+    /// Named tokens (`auth_token_env` is the one named `dashboard`). With none, reads are
+    /// open and writes are refused.
+    pub tokens: Vec<(String, SecretString)>,
 }
 
 impl Dashboard {
@@ -68,6 +71,7 @@ pub struct Config {
     pub targets: Vec<Target>,
     pub alerts: Alerts,
     pub upstream_status: UpstreamStatus,
+    pub maintenance: Vec<crate::silence::Maintenance>,
 }
 
 /// The status page to poll, and whether to.
@@ -136,7 +140,10 @@ impl Document {
             err
         })?;
         targets::validate(&src, &raw.targets)?;
-        alerts::validate(&src, &raw.alerts)?;
+        let names: Vec<&str> = raw.targets.iter().map(|t| t.name.get_ref().as_str()).collect();
+        alerts::validate(&src, &raw.alerts, &names)?;
+        maintenance::resolve(&src, &raw.maintenance, &names)?;
+        validate_tokens(&src, &raw.dashboard)?;
         Ok(Document { raw, src })
     }
 
@@ -169,14 +176,26 @@ impl Document {
             .enumerate()
             .map(|(i, t)| targets::resolve(src, i, t))
             .collect::<Result<Vec<_>, _>>()?;
-        let auth_token = match &raw.dashboard.auth_token_env {
-            Some(var) => secrets::SecretSources {
+        let mut tokens = Vec::new();
+        if let Some(var) = &raw.dashboard.auth_token_env {
+            let sources = secrets::SecretSources {
                 env: Some(var.clone()),
                 ..Default::default()
+            };
+            tokens.extend(
+                sources
+                    .read(src, "dashboard.auth_token")?
+                    .map(|t| ("dashboard".to_string(), t)),
+            );
+        }
+        for (i, t) in raw.dashboard.tokens.iter().enumerate() {
+            let key = format!("dashboard.tokens[{i}].token");
+            if let Some(secret) = t.sources().read(src, &key)? {
+                tokens.push((t.name.get_ref().clone(), secret));
             }
-            .read(src, "dashboard.auth_token")?,
-            None => None,
-        };
+        }
+        let names: Vec<&str> = raw.targets.iter().map(|t| t.name.get_ref().as_str()).collect();
+        let maintenance = maintenance::resolve(src, &raw.maintenance, &names)?;
         Ok(Config {
             source: src.file.clone(),
             location: raw
@@ -189,8 +208,9 @@ impl Document {
             dashboard: Dashboard {
                 listen: raw.dashboard.listen,
                 public_url: raw.dashboard.public_url.clone(),
-                auth_token,
+                tokens,
             },
+            maintenance,
             detection: raw.detection.clone(),
             upstream_status: UpstreamStatus {
                 url: raw.upstream_status.url.clone().unwrap_or_else(|| {
@@ -208,6 +228,30 @@ impl Document {
             alerts: alerts::resolve(src, &raw.alerts)?,
         })
     }
+}
+
+/// Token names are unique and each token has exactly one source.
+fn validate_tokens(src: &Source, dashboard: &raw::RawDashboard) -> Result<(), ConfigError> {
+    let mut names = std::collections::HashSet::new();
+    if dashboard.auth_token_env.is_some() {
+        names.insert("dashboard".to_string());
+    }
+    for (i, t) in dashboard.tokens.iter().enumerate() {
+        let name = t.name.get_ref();
+        if TargetName::parse(name).is_err() || !names.insert(name.clone()) {
+            return Err(src.err_at(
+                t.name.span(),
+                format!("dashboard.tokens[{i}].name"),
+                format!("invalid or duplicate token name {name:?} (\"dashboard\" is auth_token_env's)"),
+            ));
+        }
+        let key = format!("dashboard.tokens[{i}].token");
+        t.sources().check_one(src, "token", &key)?;
+        if t.sources().env.is_none() && t.sources().file.is_none() && t.sources().credential.is_none() {
+            return Err(src.err_at(t.name.span(), key, "give token_env, token_file or token_credential"));
+        }
+    }
+    Ok(())
 }
 
 impl Config {
@@ -233,24 +277,23 @@ impl Config {
             .iter()
             .filter_map(|t| t.api_key.clone())
             .collect();
-        if let Some(e) = &self.alerts.email {
+        for e in &self.alerts.email {
             out.extend(e.password.clone());
         }
-        out.extend(self.dashboard.auth_token.clone());
+        out.extend(self.dashboard.tokens.iter().map(|(_, t)| t.clone()));
         out
     }
 
     /// Warnings that do not stop the daemon (e.g. probing api.openai.com more than every 10 s).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(e) = &self.alerts.email
-            && e.tls == SmtpTls::None
-            && (e.username.is_some() || e.password.is_some())
-        {
-            out.push(format!(
-                "alerts.email: tls = \"none\" sends the SMTP credentials in clear text to {}",
-                e.smtp_host
-            ));
+        for e in &self.alerts.email {
+            if e.tls == SmtpTls::None && (e.username.is_some() || e.password.is_some()) {
+                out.push(format!(
+                    "alerts.email: tls = \"none\" sends the SMTP credentials in clear text to {} (channel {})",
+                    e.smtp_host, e.name
+                ));
+            }
         }
         for t in &self.targets {
             if t.base_url.host_str() == Some("api.openai.com") {

@@ -37,6 +37,27 @@ pub struct RawConfig {
     pub alerts: RawAlerts,
     #[serde(default)]
     pub upstream_status: RawUpstreamStatus,
+    #[serde(default)]
+    pub maintenance: Vec<RawMaintenance>,
+}
+
+/// `[[maintenance]]`: a window in which alerts are suppressed (SPEC §15).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    pub name: Spanned<String>,
+    /// Target names or globs; none: every target.
+    pub targets: Option<Spanned<Vec<String>>>,
+    #[serde(default, deserialize_with = "values::opt_categories")]
+    pub categories: Option<Vec<Category>>,
+    /// RFC 3339, with `end`.
+    pub start: Option<Spanned<String>>,
+    pub end: Option<Spanned<String>>,
+    /// `sun 02:00-04:00`, instead of `start`/`end`.
+    pub weekly: Option<Spanned<String>>,
+    /// IANA time zone of `weekly`; UTC unless given.
+    pub tz: Option<Spanned<String>>,
+    pub comment: Option<String>,
 }
 
 /// `[upstream_status]`: OpenAI's status page.
@@ -111,8 +132,31 @@ pub struct RawDashboard {
     pub listen: SocketAddr,
     #[serde(deserialize_with = "values::opt_url")]
     pub public_url: Option<reqwest::Url>,
-    /// Environment variable holding the bearer token / basic-auth password.
+    /// Environment variable holding the bearer token / basic-auth password (the token
+    /// named `dashboard`).
     pub auth_token_env: Option<Spanned<String>>,
+    /// More named tokens: writes are stored with the name of the token that made them.
+    pub tokens: Vec<RawToken>,
+}
+
+/// `[[dashboard.tokens]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub name: Spanned<String>,
+    pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<PathBuf>>,
+    pub token_credential: Option<Spanned<String>>,
+}
+
+impl RawToken {
+    pub fn sources(&self) -> SecretSources {
+        SecretSources {
+            env: self.token_env.clone(),
+            file: self.token_file.clone(),
+            credential: self.token_credential.clone(),
+        }
+    }
 }
 
 impl Default for RawDashboard {
@@ -121,6 +165,7 @@ impl Default for RawDashboard {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
             auth_token_env: None,
+            tokens: Vec::new(),
         }
     }
 }
@@ -237,6 +282,8 @@ pub enum SmtpTls {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmail {
+    /// Channel name; default `email`, `email-2`, ….
+    pub name: Option<Spanned<String>>,
     pub smtp_host: String,
     pub smtp_port: Option<u16>,
     #[serde(default = "default_tls")]
@@ -263,6 +310,11 @@ fn default_tls() -> Spanned<SmtpTls> {
 }
 
 impl RawEmail {
+    /// The channel name: as configured, else `email` for the first, `email-N` after.
+    pub fn channel_name(&self, index: usize) -> String {
+        channel_name(self.name.as_ref(), "email", index)
+    }
+
     /// Whether a user name or password is configured.
     pub fn has_credentials(&self) -> bool {
         [self.username_sources(), self.password_sources()]
@@ -313,12 +365,58 @@ fn default_webhook_format() -> WebhookFormat {
 impl RawWebhook {
     /// The channel name: as configured, else `webhook` for the first, `webhook-N` after.
     pub fn channel_name(&self, index: usize) -> String {
-        match &self.name {
-            Some(n) => n.get_ref().clone(),
-            None if index == 0 => "webhook".to_string(),
-            None => format!("webhook-{}", index + 1),
-        }
+        channel_name(self.name.as_ref(), "webhook", index)
     }
+}
+
+fn channel_name(name: Option<&Spanned<String>>, kind: &str, index: usize) -> String {
+    match name {
+        Some(n) => n.get_ref().clone(),
+        None if index == 0 => kind.to_string(),
+        None => format!("{kind}-{}", index + 1),
+    }
+}
+
+/// `[alerts.email]` (one table, version 1) or `[[alerts.email]]` (several, named).
+#[derive(Debug, Clone, Default)]
+pub struct EmailTables(pub Vec<RawEmail>);
+
+impl<'de> Deserialize<'de> for EmailTables {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = EmailTables;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an [alerts.email] table or [[alerts.email]] tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<EmailTables, A::Error> {
+                RawEmail::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|e| EmailTables(vec![e]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<EmailTables, A::Error> {
+                Vec::<RawEmail>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(EmailTables)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `[[alerts.routes]]`: which channels get the events that match (first match wins).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Target names or globs; none: every target.
+    pub targets: Option<Spanned<Vec<String>>>,
+    #[serde(default, deserialize_with = "values::opt_categories")]
+    pub categories: Option<Vec<Category>>,
+    /// Location names or globs; none: every location.
+    #[serde(default)]
+    pub locations: Vec<String>,
+    pub channels: Spanned<Vec<String>>,
+    /// Go on to the next routes after this one matched.
+    #[serde(default, rename = "continue")]
+    pub continue_: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,8 +431,9 @@ pub struct RawAlerts {
     /// At most 1 hour.
     #[serde(deserialize_with = "values::dur_within::<_, 0, HOUR_MS>")]
     pub group_wait: Dur,
-    pub email: Option<RawEmail>,
+    pub email: EmailTables,
     pub webhook: Vec<RawWebhook>,
+    pub routes: Vec<RawRoute>,
 }
 
 impl Default for RawAlerts {
@@ -350,8 +449,9 @@ impl Default for RawAlerts {
             reminder_interval: Dur(Duration::from_secs(4 * 3600)),
             send_resolved: true,
             group_wait: Dur(Duration::from_secs(30)),
-            email: None,
+            email: EmailTables::default(),
             webhook: Vec::new(),
+            routes: Vec::new(),
         }
     }
 }

@@ -120,6 +120,16 @@ pub(super) fn url<'de, D: Deserializer<'de>>(d: D) -> Result<reqwest::Url, D::Er
     parse_url(s.trim()).map_err(serde::de::Error::custom)
 }
 
+/// A dashboard URL given on the command line (`--url`), ending in `/` so that API paths
+/// join under it.
+pub fn parse_dashboard_url(s: &str) -> Result<reqwest::Url, String> {
+    let mut url = parse_url(s.trim())?;
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
+    Ok(url)
+}
+
 /// An `http://` or `https://` URL with a host and without a user name or password: a
 /// password in a URL would travel beside the API key and show wherever the URL is shown, so
 /// it is refused (the key goes in `api_key_env`, `api_key_file` or `api_key_credential`).

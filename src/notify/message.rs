@@ -22,6 +22,8 @@ pub struct IncidentView {
     pub first_seen: String,
     pub last_seen: String,
     pub resolved: Option<String>,
+    /// "acknowledged by alice at 2026-…: fixing billing", once someone has.
+    pub acknowledged: Option<String>,
     pub probe_count: i64,
     pub message: Option<String>,
     pub request_id: Option<String>,
@@ -46,6 +48,7 @@ impl IncidentView {
             first_seen: rfc3339(row.opened_at_ms),
             last_seen: rfc3339(row.last_seen_at_ms),
             resolved: row.resolved_at_ms.map(rfc3339),
+            acknowledged: acknowledgement(row),
             probe_count: row.probe_count,
             message: row.last_message.clone(),
             request_id: row.request_id.clone(),
@@ -63,6 +66,16 @@ impl IncidentView {
             None => self.error_id.clone(),
         }
     }
+}
+
+/// "acknowledged by alice at 2026-…: fixing billing", if the incident was acknowledged.
+pub fn acknowledgement(row: &IncidentRow) -> Option<String> {
+    let at = row.acked_at_ms?;
+    let by = row.acked_by.as_deref().unwrap_or("someone");
+    Some(match row.ack_comment.as_deref().filter(|c| !c.is_empty()) {
+        Some(comment) => format!("acknowledged by {by} at {}: {comment}", rfc3339(at)),
+        None => format!("acknowledged by {by} at {}", rfc3339(at)),
+    })
 }
 
 /// What a message is about: an outbox event, or a test of a channel.
@@ -166,6 +179,9 @@ impl Alert {
             if let Some(r) = &i.resolved {
                 out.push_str(&format!("Resolved:    {r}\n"));
             }
+            if let Some(a) = &i.acknowledged {
+                out.push_str(&format!("Ack:         {a}\n"));
+            }
             out.push_str(&format!("Probes:      {}\n", i.probe_count));
             out.push_str(&format!(
                 "Message:     {}\n",
@@ -238,6 +254,9 @@ impl Alert {
                 slack_escape(&i.resolution),
                 slack_escape(&i.dashboard_url)
             ));
+            if let Some(a) = &i.acknowledged {
+                text.push_str(&format!("\n  _{}_", slack_escape(a)));
+            }
         }
         serde_json::json!({ "text": text })
     }
@@ -278,6 +297,9 @@ mod tests {
             probe_count: 2,
             last_message: Some("<script>alert(1)</script> You exceeded your current quota".into()),
             request_id: Some("req_1".into()),
+            acked_at_ms: Some(1_700_000_030_000),
+            acked_by: Some("alice".into()),
+            ack_comment: Some("fixing <billing>".into()),
         };
         Alert {
             kind: MessageKind::Firing,

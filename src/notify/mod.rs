@@ -7,11 +7,12 @@ pub mod message;
 pub mod webhook;
 
 use crate::clock::{millis, now_ms};
-use crate::config::{Config, Email};
+use crate::config::Config;
 use crate::domain::{Category, EventKind, ProbeKind};
 use crate::metrics::{AlertResult, Metrics};
 use crate::redact;
 use crate::store::{ChannelRoute, IncidentRow, PendingDelivery, Routing, Store, StoreError};
+use crate::silence::{Suppression, Suppressor};
 use message::{Alert, IncidentView, MessageKind};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -101,11 +102,12 @@ pub fn routing(config: &Config) -> Routing {
     let channels = alerts
         .email
         .iter()
-        .map(|e| route(Email::NAME, &e.categories))
+        .map(|e| route(&e.name, &e.categories))
         .chain(alerts.webhook.iter().map(|w| route(&w.name, &w.categories)))
         .collect();
     Routing {
         channels,
+        routes: alerts.routes.clone(),
         send_resolved: alerts.send_resolved,
         group_wait_ms: millis(alerts.group_wait),
     }
@@ -114,11 +116,8 @@ pub fn routing(config: &Config) -> Routing {
 /// Builds the channels of the config, by name.
 pub fn channels(config: &Config) -> anyhow::Result<Vec<(String, Channel)>> {
     let mut out = Vec::new();
-    if let Some(e) = &config.alerts.email {
-        out.push((
-            Email::NAME.to_string(),
-            Channel::Email(email::EmailChannel::new(e)?),
-        ));
+    for e in &config.alerts.email {
+        out.push((e.name.clone(), Channel::Email(email::EmailChannel::new(e)?)));
     }
     for hook in &config.alerts.webhook {
         out.push((
@@ -206,6 +205,9 @@ pub async fn test(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Tes
             "This is a test notification from openai-watch; nothing is wrong.".into(),
         ),
         request_id: None,
+        acked_at_ms: None,
+        acked_by: None,
+        ack_comment: None,
     };
     let alert = renderer.alert(MessageKind::Test, Category::Auth, &[row]);
     let mut out = Vec::new();
@@ -248,6 +250,7 @@ pub struct Notifier {
     group_wait_ms: i64,
     secrets: Vec<secrecy::SecretString>,
     upstream: crate::config::UpstreamStatus,
+    maintenance: Vec<crate::silence::Maintenance>,
     /// The database's installation id, read once: it never changes.
     installation: tokio::sync::OnceCell<String>,
     metrics: Arc<Metrics>,
@@ -266,6 +269,7 @@ impl Notifier {
             group_wait_ms: millis(config.alerts.group_wait),
             secrets: config.secrets(),
             upstream: config.upstream_status.clone(),
+            maintenance: config.maintenance.clone(),
             installation: tokio::sync::OnceCell::new(),
             wake: Arc::new(Notify::new()),
         })
@@ -277,10 +281,16 @@ impl Notifier {
         self.store
             .enqueue_reminders(now, self.reminder_ms, self.group_wait_ms)
             .await?;
+        let suppressor = Suppressor {
+            silences: self.store.silences(now, false).await?,
+            maintenance: self.maintenance.clone(),
+        };
+        self.refire_unsuppressed(&suppressor, now).await?;
         let pending = self
             .store
             .pending_deliveries(now.saturating_add(self.group_wait_ms))
             .await?;
+        let pending = self.suppress(pending, &suppressor, now).await?;
         // Group by (channel, kind, category); a group goes out when its earliest member is due.
         let mut groups: BTreeMap<GroupKey, Vec<PendingDelivery>> = BTreeMap::new();
         for d in pending {
@@ -388,6 +398,74 @@ impl Notifier {
         Ok(sent)
     }
 
+    /// Records the due deliveries that a silence or maintenance window holds back as
+    /// suppressed (with what suppressed them) and returns the others.
+    async fn suppress(
+        &self,
+        pending: Vec<PendingDelivery>,
+        suppressor: &Suppressor,
+        now: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        if suppressor.silences.is_empty() && suppressor.maintenance.is_empty() {
+            return Ok(pending);
+        }
+        let mut ids: Vec<i64> = pending.iter().map(|d| d.incident_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows: HashMap<i64, IncidentRow> = self
+            .store
+            .incidents_by_id(&ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+        let mut keep = Vec::with_capacity(pending.len());
+        let mut held: BTreeMap<String, (Suppression, Vec<i64>)> = BTreeMap::new();
+        for d in pending {
+            let reason = (d.next_attempt_at_ms <= now)
+                .then(|| rows.get(&d.incident_id))
+                .flatten()
+                .and_then(|row| suppressor.reason(row, now));
+            match reason {
+                Some(reason) => {
+                    tracing::info!(channel = %d.channel, event = %d.kind, incident = d.incident_id, by = ?reason, "alert suppressed");
+                    held.entry(format!("{reason:?}")).or_insert((reason, Vec::new())).1.push(d.delivery_id);
+                }
+                None => keep.push(d),
+            }
+        }
+        for (reason, ids) in held.into_values() {
+            self.store.mark_suppressed(&ids, &reason).await?;
+        }
+        Ok(keep)
+    }
+
+    /// Open incidents whose firing alert was suppressed get it now on each channel where
+    /// nothing suppresses them any more.
+    async fn refire_unsuppressed(&self, suppressor: &Suppressor, now: i64) -> Result<(), StoreError> {
+        let candidates = self.store.suppressed_firings().await?;
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let mut ids: Vec<i64> = candidates.iter().map(|(id, _)| *id).collect();
+        ids.dedup();
+        for row in self.store.incidents_by_id(&ids).await? {
+            if row.resolved_at_ms.is_some() || suppressor.reason(&row, now).is_some() {
+                continue;
+            }
+            let channels: Vec<&str> = candidates
+                .iter()
+                .filter(|(id, c)| *id == row.id && self.channels.iter().any(|(n, _)| n == c))
+                .map(|(_, c)| c.as_str())
+                .collect();
+            if !channels.is_empty() {
+                tracing::info!(incident = row.id, "nothing suppresses the incident any more; its firing alert goes out");
+                self.store.refire(row.id, row.category, &channels, now).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// What the stored state of the status page says for an alert of `category`: read from
     /// the database only, never fetched here, so it never delays an alert.
     async fn upstream_sentence(&self, category: Category) -> Option<String> {
@@ -418,6 +496,7 @@ impl Notifier {
         self.group_wait_ms = millis(config.alerts.group_wait);
         self.secrets = config.secrets();
         self.upstream = config.upstream_status.clone();
+        self.maintenance = config.maintenance.clone();
     }
 
     /// Runs until cancelled: a pass whenever woken, and at least every second. A send in

@@ -10,21 +10,42 @@ use serde::Serialize;
 use sqlx::{Row, SqliteConnection};
 use std::collections::HashMap;
 
-/// Which channels an event of a category goes to, and how events are grouped.
+/// Which channels an event goes to, and how events are grouped.
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
     pub channels: Vec<ChannelRoute>,
+    /// `[[alerts.routes]]`; empty: every channel.
+    pub routes: Vec<crate::config::Route>,
     pub send_resolved: bool,
     pub group_wait_ms: i64,
 }
 
 impl Routing {
-    pub fn channels_for(&self, category: Category) -> Vec<&str> {
-        self.channels
-            .iter()
-            .filter(|c| c.categories.contains(&category))
-            .map(|c| c.name.as_str())
-            .collect()
+    /// The channels an event about (target, category, location) goes to: the routes' when
+    /// there are routes (first match wins, `continue` goes on), else every channel; either
+    /// way only the channels told about the category.
+    pub fn channels_for(&self, target: &str, category: Category, location: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        if self.routes.is_empty() {
+            out.extend(self.channels.iter().map(|c| c.name.as_str()));
+        } else {
+            for route in self.routes.iter().filter(|r| r.matches(target, category, location)) {
+                for c in &route.channels {
+                    if !out.contains(&c.as_str()) {
+                        out.push(c);
+                    }
+                }
+                if !route.continue_ {
+                    break;
+                }
+            }
+        }
+        out.retain(|name| {
+            self.channels
+                .iter()
+                .any(|c| c.name == *name && c.categories.contains(&category))
+        });
+        out
     }
 }
 
@@ -36,7 +57,7 @@ pub struct ChannelRoute {
 }
 
 /// An incident as stored.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct IncidentRow {
     pub id: i64,
     pub target: String,
@@ -52,10 +73,15 @@ pub struct IncidentRow {
     pub probe_count: i64,
     pub last_message: Option<String>,
     pub request_id: Option<String>,
+    /// Acknowledged: when, by whom (a dashboard token's name or `cli:USER`), and why.
+    pub acked_at_ms: Option<i64>,
+    pub acked_by: Option<String>,
+    pub ack_comment: Option<String>,
 }
 
-const INCIDENT_COLUMNS: &str = "id, target, category, location, probe, first_error_id, last_error_id, http_status, \
-     opened_at_ms, last_seen_at_ms, resolved_at_ms, probe_count, last_message, request_id";
+pub(super) const INCIDENT_COLUMNS: &str = "id, target, category, location, probe, first_error_id, last_error_id, http_status, \
+     opened_at_ms, last_seen_at_ms, resolved_at_ms, probe_count, last_message, request_id, \
+     acked_at_ms, acked_by, ack_comment";
 
 /// What a recorded batch changed.
 #[derive(Debug, Default)]
@@ -426,7 +452,7 @@ async fn apply(
             .fetch_one(&mut *tx)
             .await?;
             let id: i64 = row.get(0);
-            let channels = routing.channels_for(category);
+            let channels = routing.channels_for(o.target.as_str(), category, location);
             insert_event(
                 tx,
                 id,
@@ -484,13 +510,15 @@ async fn resolve(
     if !routing.send_resolved {
         return Ok(Some((id, 0)));
     }
-    // A resolved message goes where the firing message went, and only there.
+    // A resolved message goes where the firing message went, and only there (not where it
+    // was suppressed).
     let channels: Vec<(String,)> = sqlx::query_as(
         "select distinct d.channel from alert_deliveries d join alert_events e on e.id = d.event_id \
-         where e.incident_id = ? and e.kind = ?",
+         where e.incident_id = ? and e.kind = ? and d.state != ?",
     )
     .bind(id)
     .bind(EventKind::Firing)
+    .bind(DeliveryState::Suppressed)
     .fetch_all(&mut *tx)
     .await?;
     let channels: Vec<&str> = channels.iter().map(|(c,)| c.as_str()).collect();

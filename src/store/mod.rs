@@ -8,12 +8,14 @@ mod lock;
 mod outbox;
 mod probes;
 mod retention;
+mod silences;
 
 pub use incidents::{ChannelRoute, IncidentChange, IncidentRow, Recorded, Routing};
 pub use lock::{LockError, WriterLock, lock_path};
 pub use outbox::{DeliveryCounts, DeliveryRow, FailedDelivery, PendingDelivery};
 pub use probes::{DayCount, HOUR_MS, ProbeRow, RollupRow, TargetRollup};
 pub use retention::PRUNE_BATCH;
+pub use silences::{Acked, Expired};
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

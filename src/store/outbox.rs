@@ -187,6 +187,64 @@ impl Store {
         Ok(out)
     }
 
+    /// Records deliveries that a silence or a maintenance window kept from going out.
+    pub async fn mark_suppressed(
+        &self,
+        ids: &[i64],
+        by: &crate::silence::Suppression,
+    ) -> Result<(), StoreError> {
+        use crate::silence::Suppression;
+        let (silence, maintenance) = match by {
+            Suppression::Silence(id) => (Some(*id), None),
+            Suppression::Maintenance(name) => (None, Some(name.as_str())),
+        };
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query(
+                "update alert_deliveries set state = ?, silence_id = ?, maintenance = ? where id = ?",
+            )
+            .bind(DeliveryState::Suppressed)
+            .bind(silence)
+            .bind(maintenance)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Open incidents with a channel whose firing alert was suppressed and that has had no
+    /// other firing alert (pending, sent or failed): (incident, channel). Once nothing
+    /// suppresses them, their firing alert goes out.
+    pub async fn suppressed_firings(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "select distinct e.incident_id, d.channel from alert_deliveries d \
+             join alert_events e on e.id = d.event_id join incidents i on i.id = e.incident_id \
+             where i.resolved_at_ms is null and e.kind = ?1 and d.state = ?2 \
+             and not exists (select 1 from alert_deliveries d2 join alert_events e2 on e2.id = d2.event_id \
+               where e2.incident_id = e.incident_id and e2.kind = ?1 and d2.channel = d.channel and d2.state != ?2)",
+        )
+        .bind(EventKind::Firing)
+        .bind(DeliveryState::Suppressed)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Writes a new firing event of `incident_id` for `channels`, due now.
+    pub async fn refire(
+        &self,
+        incident_id: i64,
+        category: Category,
+        channels: &[&str],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_event(&mut tx, incident_id, EventKind::Firing, category, now_ms, 0, channels).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records a failed attempt: retry at `next_ms`, or give up (`next_ms` = None).
     pub async fn mark_attempt_failed(
         &self,
@@ -233,7 +291,7 @@ impl Store {
                (select count(*) from alert_deliveries where event_id = e.id and state = ?) as pending \
              from incidents i join alert_events e on e.id = \
                (select id from alert_events where incident_id = i.id and kind in (?, ?) order by id desc limit 1) \
-             where i.resolved_at_ms is null",
+             where i.resolved_at_ms is null and i.acked_at_ms is null",
         )
         .bind(DeliveryState::Pending)
         .bind(EventKind::Firing)
@@ -247,8 +305,11 @@ impl Store {
                 continue;
             }
             let channels: Vec<String> =
-                sqlx::query("select channel from alert_deliveries where event_id = ?")
+                // Only where the last notice went out: a suppressed firing is announced by
+                // a new firing once nothing suppresses it, not by a reminder.
+                sqlx::query("select channel from alert_deliveries where event_id = ? and state = ?")
                     .bind(last.event_id)
+                    .bind(DeliveryState::Sent)
                     .fetch_all(&mut *tx)
                     .await?
                     .iter()
@@ -298,6 +359,9 @@ pub struct DeliveryRow {
     pub kind: EventKind,
     pub channel: String,
     pub state: DeliveryState,
+    /// What suppressed it, if it was.
+    pub silence_id: Option<i64>,
+    pub maintenance: Option<String>,
     pub attempts: i64,
     pub created_at_ms: i64,
     pub sent_at_ms: Option<i64>,
@@ -311,7 +375,7 @@ impl Store {
         incident_id: i64,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         Ok(sqlx::query_as::<_, DeliveryRow>(
-            "select e.kind, d.channel, d.state, d.attempts, e.created_at_ms, d.sent_at_ms, d.last_error \
+            "select e.kind, d.channel, d.state, d.silence_id, d.maintenance, d.attempts, e.created_at_ms, d.sent_at_ms, d.last_error \
              from alert_deliveries d join alert_events e on e.id = d.event_id where e.incident_id = ? order by d.id",
         )
         .bind(incident_id)

@@ -1,8 +1,11 @@
 //! The daemon's HTTP server (SPEC §9): status page, incident pages, JSON API, metrics and
-//! health. Loopback by default; an optional token guards everything but `/healthz`.
+//! health, and the day-two writes (silences, acknowledgements). Loopback by default; named
+//! tokens guard everything but `/healthz`, and every write needs one.
 
 mod api;
+mod auth;
 mod pages;
+mod writes;
 pub mod serve;
 pub mod view;
 
@@ -16,7 +19,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use secrecy::ExposeSecret;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -65,6 +67,12 @@ pub enum Error {
     BadRequest(String),
     #[error("authentication required")]
     Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -81,6 +89,9 @@ impl IntoResponse for Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -107,10 +118,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(pages::router())
         .merge(api::router())
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(healthz))
         .merge(guarded)
+        // Writes check their own token (403 when none is configured, 401 without it).
+        .merge(writes::router())
         .fallback(|| async { Error::NotFound("no such page".into()) })
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
@@ -139,53 +152,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Error> 
         state.metrics.encode(),
     )
         .into_response())
-}
-
-/// Compares in time independent of where the first difference is.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Accepts `Authorization: Bearer TOKEN` or HTTP basic auth with TOKEN as the password.
-async fn require_token(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let config = state.config();
-    let Some(token) = &config.dashboard.auth_token else {
-        return next.run(request).await;
-    };
-    let expected = token.expose_secret().as_bytes();
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    // Schemes are case-insensitive (RFC 7235 §2.1): `bearer` is `Bearer`.
-    let (scheme, credentials) = given.split_once(' ').unwrap_or((given, ""));
-    let ok = if scheme.eq_ignore_ascii_case("bearer") {
-        same_secret(credentials.trim().as_bytes(), expected)
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        let basic = credentials;
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD
-            .decode(basic.trim())
-            .ok()
-            .and_then(|raw| {
-                raw.iter()
-                    .position(|b| *b == b':')
-                    .map(|i| raw[i + 1..].to_vec())
-            })
-            .is_some_and(|password| same_secret(&password, expected))
-    } else {
-        false
-    };
-    if ok {
-        next.run(request).await
-    } else {
-        Error::Unauthorized.into_response()
-    }
 }
 
 /// The security headers of SPEC §9 on every answer.

@@ -58,6 +58,8 @@ struct IndexPage {
     failures: Vec<crate::store::FailedDelivery>,
     /// "OpenAI reports: …", or that the status page is unavailable.
     upstream: Option<String>,
+    silences: Vec<view::SilenceView>,
+    maintenance: Vec<view::MaintenanceView>,
 }
 
 fn render(page: &impl Template) -> Result<Response, Error> {
@@ -123,12 +125,16 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
             ),
         });
     }
+    let suppressor = crate::silence::Suppressor {
+        silences: state.store.silences(now, false).await?,
+        maintenance: config.maintenance.clone(),
+    };
     let open = state
         .store
         .open_incidents()
         .await?
         .iter()
-        .map(IncidentCard::from)
+        .map(|r| IncidentCard::from(r).with_suppression(suppressor.reason(r, now)))
         .collect();
     let recent = state
         .store
@@ -146,6 +152,16 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
         recent,
         deliveries: state.store.delivery_counts().await?,
         failures: state.store.failed_deliveries(10).await?,
+        silences: suppressor
+            .silences
+            .iter()
+            .map(|s| view::SilenceView::new(s, now))
+            .collect(),
+        maintenance: config
+            .maintenance
+            .iter()
+            .filter_map(|m| view::MaintenanceView::new(m, now))
+            .collect(),
         upstream: super::api::upstream(&state, &config).await?.and_then(|u| {
             crate::upstream::banner(
                 &u,
@@ -204,6 +220,8 @@ struct AlertRow {
     created_at: String,
     sent_at: String,
     error: String,
+    /// What suppressed it: "silence #3" or "maintenance key-rotation".
+    suppressed_by: String,
 }
 
 #[derive(Template)]
@@ -266,6 +284,11 @@ async fn incident(
             created_at: rfc3339(d.created_at_ms),
             sent_at: d.sent_at_ms.map(rfc3339).unwrap_or_default(),
             error: d.last_error.unwrap_or_default(),
+            suppressed_by: match (d.silence_id, d.maintenance) {
+                (Some(id), _) => format!("silence #{id}"),
+                (None, Some(name)) => format!("maintenance {name}"),
+                (None, None) => String::new(),
+            },
         })
         .collect();
     render(&IncidentPage {

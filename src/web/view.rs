@@ -273,6 +273,77 @@ pub struct IncidentCard {
     pub probe: ProbeKind,
     pub cause: String,
     pub resolution: String,
+    /// "acknowledged by alice at …: comment".
+    pub acknowledged: Option<String>,
+    /// "alerts suppressed by silence #3" while a silence or maintenance window holds.
+    pub suppressed: Option<String>,
+}
+
+impl IncidentCard {
+    /// Says what keeps its alerts from going out now, if anything.
+    pub fn with_suppression(mut self, reason: Option<crate::silence::Suppression>) -> Self {
+        use crate::silence::Suppression;
+        self.suppressed = reason.map(|r| match r {
+            Suppression::Silence(id) => format!("alerts suppressed by silence #{id}"),
+            Suppression::Maintenance(name) => format!("alerts suppressed by maintenance window {name}"),
+        });
+        self
+    }
+}
+
+/// A silence on the status page.
+pub struct SilenceView {
+    pub id: i64,
+    pub matches: String,
+    pub from: String,
+    pub until: String,
+    pub active: bool,
+    pub by: String,
+    pub comment: String,
+}
+
+impl SilenceView {
+    pub fn new(s: &crate::silence::Silence, now_ms: i64) -> SilenceView {
+        SilenceView {
+            id: s.id,
+            matches: format!(
+                "target {} · category {} · error {} · location {}",
+                s.target, s.category, s.error_id, s.location
+            ),
+            from: rfc3339(s.starts_at_ms),
+            until: rfc3339(s.ends_at_ms),
+            active: s.is_active(now_ms),
+            by: s.created_by.clone(),
+            comment: s.comment.clone(),
+        }
+    }
+}
+
+/// A maintenance window on the status page: holding now, or when it holds next.
+pub struct MaintenanceView {
+    pub name: String,
+    pub schedule: String,
+    pub targets: String,
+    pub when: String,
+    pub active: bool,
+}
+
+impl MaintenanceView {
+    pub fn new(m: &crate::silence::Maintenance, now_ms: i64) -> Option<MaintenanceView> {
+        let (start, end) = m.schedule.current_or_next(now_ms)?;
+        let active = start <= now_ms;
+        Some(MaintenanceView {
+            name: m.name.clone(),
+            schedule: m.schedule.describe(),
+            targets: if m.targets.is_empty() { "every target".into() } else { m.targets.join(", ") },
+            when: if active {
+                format!("holding until {}", rfc3339(end))
+            } else {
+                format!("next from {} to {}", rfc3339(start), rfc3339(end))
+            },
+            active,
+        })
+    }
 }
 
 impl From<&IncidentRow> for IncidentCard {
@@ -297,6 +368,8 @@ impl From<&IncidentRow> for IncidentCard {
             message: r.last_message.clone().unwrap_or_default(),
             request_id: r.request_id.clone().unwrap_or_default(),
             probe: r.probe,
+            acknowledged: crate::notify::message::acknowledgement(r),
+            suppressed: None,
             cause: entry.map_or("", |e| e.cause).to_string(),
             resolution: entry.map_or("", |e| e.resolution).to_string(),
         }

@@ -86,6 +86,7 @@ async fn reminders_follow_the_last_message_sent_and_a_restart_changes_nothing() 
             name: "email".into(),
             categories: vec![Category::Auth],
         }],
+        routes: Vec::new(),
         send_resolved: true,
         group_wait_ms: 0,
     };

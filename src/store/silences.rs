@@ -1,0 +1,188 @@
+//! Silences, acknowledgements and the audit trail of the writes that make them (SPEC §15).
+//! Every write and its audit row share one transaction.
+
+use super::{IncidentRow, Store, StoreError};
+use crate::silence::{NewSilence, Silence};
+use sqlx::SqliteConnection;
+
+const SILENCE_COLUMNS: &str = "id, target, category, error_id, location, starts_at_ms, ends_at_ms, \
+     comment, created_by, created_at_ms, expired_at_ms";
+
+/// What `expire_silence` found.
+#[derive(Debug)]
+pub enum Expired {
+    Expired(Silence),
+    /// It had already ended; nothing changed.
+    AlreadyEnded(Silence),
+    NotFound,
+}
+
+/// What `ack_incident` found.
+#[derive(Debug)]
+pub enum Acked {
+    Acked(IncidentRow),
+    Resolved(IncidentRow),
+    NotFound,
+}
+
+async fn audit(
+    tx: &mut SqliteConnection,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    sqlx::query("insert into audit_log (at_ms, actor, action, detail) values (?, ?, ?, ?)")
+        .bind(at_ms)
+        .bind(actor)
+        .bind(action)
+        .bind(detail.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Stores a silence (validated by the caller) and its audit row.
+    pub async fn add_silence(
+        &self,
+        new: &NewSilence,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Silence, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let silence = sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
+            "insert into silences (target, category, error_id, location, starts_at_ms, ends_at_ms, \
+             comment, created_by, created_at_ms) values (?, ?, ?, ?, ?, ?, ?, ?, ?) returning {SILENCE_COLUMNS}"
+        )))
+        .bind(&new.target)
+        .bind(&new.category)
+        .bind(&new.error_id)
+        .bind(&new.location)
+        .bind(new.starts_at_ms)
+        .bind(new.ends_at_ms)
+        .bind(&new.comment)
+        .bind(actor)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            now_ms,
+            actor,
+            "silence.add",
+            serde_json::to_value(&silence).unwrap_or_default(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(silence)
+    }
+
+    /// Silences that have not ended by `now_ms` (active or to come), or all with `all`;
+    /// newest first.
+    pub async fn silences(&self, now_ms: i64, all: bool) -> Result<Vec<Silence>, StoreError> {
+        Ok(sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
+            "select {SILENCE_COLUMNS} from silences where ?2 or ends_at_ms > ?1 order by id desc"
+        )))
+        .bind(now_ms)
+        .bind(all)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Ends a silence now.
+    pub async fn expire_silence(
+        &self,
+        id: i64,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Expired, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let found = sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
+            "select {SILENCE_COLUMNS} from silences where id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(found) = found else {
+            return Ok(Expired::NotFound);
+        };
+        if found.ends_at_ms <= now_ms {
+            return Ok(Expired::AlreadyEnded(found));
+        }
+        // A silence that has not started yet ends before it starts: keep the row valid.
+        let ends = now_ms.max(found.starts_at_ms + 1);
+        let silence = sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
+            "update silences set ends_at_ms = ?, expired_at_ms = ? where id = ? returning {SILENCE_COLUMNS}"
+        )))
+        .bind(ends)
+        .bind(now_ms)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            now_ms,
+            actor,
+            "silence.expire",
+            serde_json::json!({ "id": id }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Expired::Expired(silence))
+    }
+
+    /// Acknowledges an open incident: no more reminders; the resolved alert says who and when.
+    pub async fn ack_incident(
+        &self,
+        id: i64,
+        actor: &str,
+        comment: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Acked, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let found = sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(format!(
+            "select {} from incidents where id = ?",
+            super::incidents::INCIDENT_COLUMNS
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(found) = found else {
+            return Ok(Acked::NotFound);
+        };
+        if found.resolved_at_ms.is_some() {
+            return Ok(Acked::Resolved(found));
+        }
+        let row = sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(format!(
+            "update incidents set acked_at_ms = ?, acked_by = ?, ack_comment = ? where id = ? returning {}",
+            super::incidents::INCIDENT_COLUMNS
+        )))
+        .bind(now_ms)
+        .bind(actor)
+        .bind(comment)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            now_ms,
+            actor,
+            "incident.ack",
+            serde_json::json!({ "id": id, "comment": comment }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Acked::Acked(row))
+    }
+
+    /// The audit trail, newest first: (at, actor, action, detail).
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "select at_ms, actor, action, detail from audit_log order by id desc limit ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
