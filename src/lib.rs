@@ -23,8 +23,10 @@
 //! - [`daemon`] wires the tasks of `run`: its [`daemon::recorder`] writes observations, the
 //!   detector's steps ([`detect`], pure) and the alert events in one transaction of the
 //!   [`store`]; [`daemon::maintenance`] prunes old rows.
-//! - [`notify`] delivers the outbox by email and webhook; [`web`] serves the dashboard, the
-//!   JSON API and the metrics, reading what [`status`] summarises.
+//! - [`notify`] delivers the outbox by email and webhook, through the routes of the config,
+//!   holding back what a [`silence`] or maintenance window suppresses; [`web`] serves the
+//!   dashboard, the JSON API (with the day-two writes behind tokens) and the metrics,
+//!   reading what [`status`] summarises.
 //! - Small shared helpers: [`clock`] (Unix milliseconds), [`error_chain`], [`tls`],
 //!   [`redact`] (masking), [`timefmt`] (RFC 3339), [`signals`], [`systemd`], [`health`].
 

@@ -55,7 +55,9 @@ impl SilenceRequest {
         let time = |s: &str, what: &str| {
             s.parse::<jiff::Timestamp>()
                 .map(|t| t.as_millisecond())
-                .map_err(|e| format!("{what}: expected an RFC 3339 time such as 2026-12-01T02:00:00Z: {e}"))
+                .map_err(|e| {
+                    format!("{what}: expected an RFC 3339 time such as 2026-12-01T02:00:00Z: {e}")
+                })
         };
         let starts_at_ms = match &self.starts_at {
             Some(s) => time(s, "starts_at")?,
@@ -179,7 +181,8 @@ pub enum Schedule {
 impl Schedule {
     /// Parses `sun 02:00-04:00` (a window past midnight ends the next day).
     pub fn weekly(text: &str, tz: TimeZone, tz_name: String) -> Result<Schedule, String> {
-        let bad = || format!("expected \"DAY HH:MM-HH:MM\" such as \"sun 02:00-04:00\", got {text:?}");
+        let bad =
+            || format!("expected \"DAY HH:MM-HH:MM\" such as \"sun 02:00-04:00\", got {text:?}");
         let (day, times) = text.trim().split_once(' ').ok_or_else(bad)?;
         let weekday = match day.to_ascii_lowercase().get(..3) {
             Some("mon") => Weekday::Monday,
@@ -201,7 +204,11 @@ impl Schedule {
         if start == end {
             return Err(format!("{text:?}: the window is empty"));
         }
-        let length_min = if end > start { end - start } else { end + 1440 - start };
+        let length_min = if end > start {
+            end - start
+        } else {
+            end + 1440 - start
+        };
         Ok(Schedule::Weekly {
             weekday,
             minute: start,
@@ -214,7 +221,9 @@ impl Schedule {
     /// The window holding at `now_ms`, else the next one to come: (start, end) in ms.
     pub fn current_or_next(&self, now_ms: i64) -> Option<(i64, i64)> {
         match self {
-            Schedule::Once { start_ms, end_ms } => (now_ms < *end_ms).then_some((*start_ms, *end_ms)),
+            Schedule::Once { start_ms, end_ms } => {
+                (now_ms < *end_ms).then_some((*start_ms, *end_ms))
+            }
             Schedule::Weekly {
                 weekday,
                 minute,
@@ -222,7 +231,9 @@ impl Schedule {
                 tz,
                 ..
             } => {
-                let now = jiff::Timestamp::from_millisecond(now_ms).ok()?.to_zoned(tz.clone());
+                let now = jiff::Timestamp::from_millisecond(now_ms)
+                    .ok()?
+                    .to_zoned(tz.clone());
                 let today = now.date();
                 // The latest start a week or less ago may still hold; else the next start.
                 (-7..=7).find_map(|days: i64| {
@@ -279,7 +290,11 @@ impl Maintenance {
     }
 
     pub fn matches(&self, incident: &IncidentRow) -> bool {
-        (self.targets.is_empty() || self.targets.iter().any(|t| glob_matches(t, &incident.target)))
+        (self.targets.is_empty()
+            || self
+                .targets
+                .iter()
+                .any(|t| glob_matches(t, &incident.target)))
             && self
                 .categories
                 .as_ref()
@@ -348,7 +363,10 @@ mod tests {
         );
         // On Wednesday the next one is that Sunday.
         let before = ms("2026-11-25T12:00:00Z");
-        assert_eq!(s.current_or_next(before).unwrap().0, ms("2026-11-29T01:00:00Z"));
+        assert_eq!(
+            s.current_or_next(before).unwrap().0,
+            ms("2026-11-29T01:00:00Z")
+        );
         // Just after it ends, the next is a week later.
         assert_eq!(
             s.current_or_next(ms("2026-11-29T03:00:00Z")).unwrap().0,
@@ -360,13 +378,25 @@ mod tests {
     fn a_window_past_midnight_ends_the_next_day() {
         let s = Schedule::weekly("sat 23:00-01:00", TimeZone::UTC, "UTC".into()).unwrap();
         let (start, end) = s.current_or_next(ms("2026-11-29T00:30:00Z")).unwrap();
-        assert_eq!((start, end), (ms("2026-11-28T23:00:00Z"), ms("2026-11-29T01:00:00Z")));
+        assert_eq!(
+            (start, end),
+            (ms("2026-11-28T23:00:00Z"), ms("2026-11-29T01:00:00Z"))
+        );
     }
 
     #[test]
     fn bad_weekly_schedules_are_refused() {
-        for bad in ["sunday", "xyz 02:00-03:00", "sun 25:00-26:00", "sun 02:00-02:00", "sun 2-3"] {
-            assert!(Schedule::weekly(bad, TimeZone::UTC, "UTC".into()).is_err(), "{bad}");
+        for bad in [
+            "sunday",
+            "xyz 02:00-03:00",
+            "sun 25:00-26:00",
+            "sun 02:00-02:00",
+            "sun 2-3",
+        ] {
+            assert!(
+                Schedule::weekly(bad, TimeZone::UTC, "UTC".into()).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -66,7 +66,12 @@ fn routing_table(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
         .email
         .iter()
         .map(|e| ("email", &e.name, &e.categories))
-        .chain(alerts.webhook.iter().map(|w| ("webhook", &w.name, &w.categories)));
+        .chain(
+            alerts
+                .webhook
+                .iter()
+                .map(|w| ("webhook", &w.name, &w.categories)),
+        );
     for (kind, name, categories) in channels {
         writeln!(
             out,
@@ -75,7 +80,10 @@ fn routing_table(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
         )?;
     }
     if alerts.routes.is_empty() {
-        writeln!(out, "routing: every event goes to every channel told about its category")?;
+        writeln!(
+            out,
+            "routing: every event goes to every channel told about its category"
+        )?;
         return Ok(());
     }
     writeln!(out, "routing (first match wins; continue goes on):")?;
@@ -102,8 +110,17 @@ fn maintenance(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
             Some((start, _)) => format!("next from {}", rfc3339(start)),
             None => "over".to_string(),
         };
-        let targets = if m.targets.is_empty() { "every target".to_string() } else { m.targets.join(", ") };
-        writeln!(out, "maintenance {}: {}, {targets}; {next}", m.name, m.schedule.describe())?;
+        let targets = if m.targets.is_empty() {
+            "every target".to_string()
+        } else {
+            m.targets.join(", ")
+        };
+        writeln!(
+            out,
+            "maintenance {}: {}, {targets}; {next}",
+            m.name,
+            m.schedule.describe()
+        )?;
     }
     Ok(())
 }

@@ -35,13 +35,19 @@ fn local_actor() -> String {
 }
 
 impl Backend {
-    async fn open(doc: impl FnOnce() -> Result<Document, Exit>, remote: &Remote) -> Result<Backend, Exit> {
+    async fn open(
+        doc: impl FnOnce() -> Result<Document, Exit>,
+        remote: &Remote,
+    ) -> Result<Backend, Exit> {
         let Some(url) = &remote.url else {
             let doc = doc()?;
-            return Store::open(&doc.storage().path).await.map(Backend::Database).map_err(|e| {
-                eprintln!("error: {e}");
-                Exit::Failure
-            });
+            return Store::open(&doc.storage().path)
+                .await
+                .map(Backend::Database)
+                .map_err(|e| {
+                    eprintln!("error: {e}");
+                    Exit::Failure
+                });
         };
         let fail = |msg: String| {
             eprintln!("error: {msg}");
@@ -85,7 +91,10 @@ impl Backend {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_string());
         }
-        let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
         let status = response.status();
         let bytes = response.bytes().await.context("cannot read the answer")?;
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -103,9 +112,21 @@ impl Backend {
                 let new = request.into_new(now).map_err(anyhow::Error::msg)?;
                 Ok(store.add_silence(&new, &local_actor(), now).await?)
             }
-            Backend::Api { client, base, token } => {
+            Backend::Api {
+                client,
+                base,
+                token,
+            } => {
                 let body = serde_json::to_value(&request)?;
-                let json = Self::call(client, base, token, reqwest::Method::POST, "api/v1/silences", Some(body)).await?;
+                let json = Self::call(
+                    client,
+                    base,
+                    token,
+                    reqwest::Method::POST,
+                    "api/v1/silences",
+                    Some(body),
+                )
+                .await?;
                 Ok(serde_json::from_value(json)?)
             }
         }
@@ -114,9 +135,18 @@ impl Backend {
     async fn list(&self, all: bool) -> anyhow::Result<Vec<Silence>> {
         match self {
             Backend::Database(store) => Ok(store.silences(now_ms(), all).await?),
-            Backend::Api { client, base, token } => {
-                let path = if all { "api/v1/silences?all=true" } else { "api/v1/silences" };
-                let json = Self::call(client, base, token, reqwest::Method::GET, path, None).await?;
+            Backend::Api {
+                client,
+                base,
+                token,
+            } => {
+                let path = if all {
+                    "api/v1/silences?all=true"
+                } else {
+                    "api/v1/silences"
+                };
+                let json =
+                    Self::call(client, base, token, reqwest::Method::GET, path, None).await?;
                 Ok(serde_json::from_value(json["silences"].clone())?)
             }
         }
@@ -124,13 +154,20 @@ impl Backend {
 
     async fn expire(&self, id: i64) -> anyhow::Result<Option<Silence>> {
         match self {
-            Backend::Database(store) => Ok(match store.expire_silence(id, &local_actor(), now_ms()).await? {
-                Expired::Expired(s) | Expired::AlreadyEnded(s) => Some(s),
-                Expired::NotFound => None,
-            }),
-            Backend::Api { client, base, token } => {
+            Backend::Database(store) => Ok(
+                match store.expire_silence(id, &local_actor(), now_ms()).await? {
+                    Expired::Expired(s) | Expired::AlreadyEnded(s) => Some(s),
+                    Expired::NotFound => None,
+                },
+            ),
+            Backend::Api {
+                client,
+                base,
+                token,
+            } => {
                 let path = format!("api/v1/silences/{id}");
-                let json = Self::call(client, base, token, reqwest::Method::DELETE, &path, None).await?;
+                let json =
+                    Self::call(client, base, token, reqwest::Method::DELETE, &path, None).await?;
                 Ok(Some(serde_json::from_value(json)?))
             }
         }
@@ -138,15 +175,30 @@ impl Backend {
 
     async fn ack(&self, id: i64, comment: Option<&str>) -> anyhow::Result<IncidentRow> {
         match self {
-            Backend::Database(store) => match store.ack_incident(id, &local_actor(), comment, now_ms()).await? {
+            Backend::Database(store) => match store
+                .ack_incident(id, &local_actor(), comment, now_ms())
+                .await?
+            {
                 Acked::Acked(row) => Ok(row),
                 Acked::Resolved(_) => bail!("incident {id} is resolved"),
                 Acked::NotFound => bail!("no incident {id}"),
             },
-            Backend::Api { client, base, token } => {
+            Backend::Api {
+                client,
+                base,
+                token,
+            } => {
                 let path = format!("api/v1/incidents/{id}/ack");
                 let body = serde_json::json!({ "comment": comment });
-                let json = Self::call(client, base, token, reqwest::Method::POST, &path, Some(body)).await?;
+                let json = Self::call(
+                    client,
+                    base,
+                    token,
+                    reqwest::Method::POST,
+                    &path,
+                    Some(body),
+                )
+                .await?;
                 Ok(serde_json::from_value(json["incident"].clone())?)
             }
         }
@@ -166,7 +218,11 @@ pub fn describe(s: &Silence) -> String {
         rfc3339(s.ends_at_ms),
         s.created_by,
         s.comment,
-        if s.expired_at_ms.is_some() { " (expired)" } else { "" }
+        if s.expired_at_ms.is_some() {
+            " (expired)"
+        } else {
+            ""
+        }
     )
 }
 
@@ -185,7 +241,17 @@ pub async fn silence(
         Err(exit) => return Ok(exit),
     };
     match command {
-        SilenceCommand::Add { target, category, error_id, location, duration, until, start, comment, .. } => {
+        SilenceCommand::Add {
+            target,
+            category,
+            error_id,
+            location,
+            duration,
+            until,
+            start,
+            comment,
+            ..
+        } => {
             let request = SilenceRequest {
                 target: target.clone(),
                 category: category.clone(),
@@ -196,6 +262,11 @@ pub async fn silence(
                 duration: duration.clone(),
                 comment: comment.clone(),
             };
+            // Checked here too, so that a bad value is a usage error either way.
+            if let Err(e) = request.clone().into_new(now_ms()) {
+                eprintln!("error: {e}");
+                return Ok(Exit::Usage);
+            }
             let s = backend.add(request).await?;
             writeln!(out, "silence {} added", s.id)?;
             writeln!(out, "{}", describe(&s))?;
@@ -231,7 +302,9 @@ pub async fn ack(
         Ok(b) => b,
         Err(exit) => return Ok(exit),
     };
-    let row = backend.ack(incident, comment.map(str::trim).filter(|c| !c.is_empty())).await?;
+    let row = backend
+        .ack(incident, comment.map(str::trim).filter(|c| !c.is_empty()))
+        .await?;
     writeln!(
         out,
         "incident {} ({} {}) {}",

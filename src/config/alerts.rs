@@ -40,18 +40,31 @@ impl Route {
     pub fn matches(&self, target: &str, category: Category, location: &str) -> bool {
         use crate::silence::glob_matches;
         (self.targets.is_empty() || self.targets.iter().any(|t| glob_matches(t, target)))
-            && self.categories.as_ref().is_none_or(|c| c.contains(&category))
-            && (self.locations.is_empty() || self.locations.iter().any(|l| glob_matches(l, location)))
+            && self
+                .categories
+                .as_ref()
+                .is_none_or(|c| c.contains(&category))
+            && (self.locations.is_empty()
+                || self.locations.iter().any(|l| glob_matches(l, location)))
     }
 
     /// `targets prod-*, categories auth, any location`, for `config check`.
     pub fn describe(&self) -> String {
         let list = |v: &[String], one: &str, many: &str| {
-            if v.is_empty() { format!("any {one}") } else { format!("{many} {}", v.join(", ")) }
+            if v.is_empty() {
+                format!("any {one}")
+            } else {
+                format!("{many} {}", v.join(", "))
+            }
         };
         let categories = self.categories.as_ref().map_or_else(
             || "any category".to_string(),
-            |c| format!("categories {}", c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")),
+            |c| {
+                format!(
+                    "categories {}",
+                    c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            },
         );
         format!(
             "{}; {categories}; {}",
@@ -126,18 +139,28 @@ pub(super) fn validate(
         .0
         .iter()
         .enumerate()
-        .map(|(i, e)| (format!("alerts.email[{i}].name"), e.channel_name(i), &e.name))
-        .chain(
-            alerts
-                .webhook
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (format!("alerts.webhook[{i}].name"), w.channel_name(i), &w.name)),
-        );
+        .map(|(i, e)| {
+            (
+                format!("alerts.email[{i}].name"),
+                e.channel_name(i),
+                &e.name,
+            )
+        })
+        .chain(alerts.webhook.iter().enumerate().map(|(i, w)| {
+            (
+                format!("alerts.webhook[{i}].name"),
+                w.channel_name(i),
+                &w.name,
+            )
+        }));
     for (key, name, spanned) in names {
         let span = spanned.as_ref().map_or(0..0, |n| n.span());
         if TargetName::parse(&name).is_err() || !channels.insert(name.clone()) {
-            return Err(src.err_at(span, key, format!("invalid or duplicate channel name {name:?}")));
+            return Err(src.err_at(
+                span,
+                key,
+                format!("invalid or duplicate channel name {name:?}"),
+            ));
         }
     }
     for (i, route) in alerts.routes.iter().enumerate() {
@@ -159,7 +182,12 @@ fn validate_route(
     if route.channels.get_ref().is_empty() {
         return Err(src.err_at(route.channels.span(), key, "name at least one channel"));
     }
-    if let Some(bad) = route.channels.get_ref().iter().find(|c| !channels.contains(*c)) {
+    if let Some(bad) = route
+        .channels
+        .get_ref()
+        .iter()
+        .find(|c| !channels.contains(*c))
+    {
         let mut known: Vec<&str> = channels.iter().map(String::as_str).collect();
         known.sort_unstable();
         return Err(src.err_at(
@@ -167,7 +195,11 @@ fn validate_route(
             key,
             format!(
                 "unknown channel {bad:?}; the channels are: {}",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             ),
         ));
     }
@@ -192,7 +224,9 @@ pub(super) fn check_target_names(
         return Err(src.err_at(
             names.span(),
             key,
-            format!("no target is named {bad:?} (use a glob such as \"{bad}*\" for targets to come)"),
+            format!(
+                "no target is named {bad:?} (use a glob such as \"{bad}*\" for targets to come)"
+            ),
         ));
     }
     Ok(())
@@ -257,17 +291,17 @@ pub(super) fn resolve(src: &Source, alerts: &RawAlerts) -> Result<Alerts, Config
         .enumerate()
         .map(|(i, e)| {
             Ok(Email {
-            name: e.channel_name(i),
-            smtp_host: e.smtp_host.clone(),
-            smtp_port: e.smtp_port,
-            tls: *e.tls.get_ref(),
-            username: e.username_sources().read(src, "alerts.email.username")?,
-            password: e.password_sources().read(src, "alerts.email.password")?,
-            from: e.from.get_ref().clone(),
-            to: e.to.get_ref().clone(),
-            ca_file: e.ca_file.clone(),
-            categories: e.categories.clone(),
-        })
+                name: e.channel_name(i),
+                smtp_host: e.smtp_host.clone(),
+                smtp_port: e.smtp_port,
+                tls: *e.tls.get_ref(),
+                username: e.username_sources().read(src, "alerts.email.username")?,
+                password: e.password_sources().read(src, "alerts.email.password")?,
+                from: e.from.get_ref().clone(),
+                to: e.to.get_ref().clone(),
+                ca_file: e.ca_file.clone(),
+                categories: e.categories.clone(),
+            })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
     Ok(Alerts {
@@ -291,7 +325,11 @@ pub(super) fn resolve(src: &Source, alerts: &RawAlerts) -> Result<Alerts, Config
             .routes
             .iter()
             .map(|r| Route {
-                targets: r.targets.as_ref().map(|t| t.get_ref().clone()).unwrap_or_default(),
+                targets: r
+                    .targets
+                    .as_ref()
+                    .map(|t| t.get_ref().clone())
+                    .unwrap_or_default(),
                 categories: r.categories.clone(),
                 locations: r.locations.clone(),
                 channels: r.channels.get_ref().clone(),

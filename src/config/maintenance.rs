@@ -32,7 +32,11 @@ pub(super) fn resolve(
             let schedule = schedule(src, m, &key)?;
             Ok(Maintenance {
                 name: name.to_string(),
-                targets: m.targets.as_ref().map(|t| t.get_ref().clone()).unwrap_or_default(),
+                targets: m
+                    .targets
+                    .as_ref()
+                    .map(|t| t.get_ref().clone())
+                    .unwrap_or_default(),
                 categories: m.categories.clone(),
                 schedule,
                 comment: m.comment.clone(),
@@ -69,7 +73,11 @@ fn schedule(
             };
             let (start_ms, end_ms) = (at(start, "start")?, at(end, "end")?);
             if end_ms <= start_ms {
-                return Err(src.err_at(end.span(), key("end"), "the window must end after it starts"));
+                return Err(src.err_at(
+                    end.span(),
+                    key("end"),
+                    "the window must end after it starts",
+                ));
             }
             Ok(Schedule::Once { start_ms, end_ms })
         }

@@ -140,7 +140,11 @@ impl Document {
             err
         })?;
         targets::validate(&src, &raw.targets)?;
-        let names: Vec<&str> = raw.targets.iter().map(|t| t.name.get_ref().as_str()).collect();
+        let names: Vec<&str> = raw
+            .targets
+            .iter()
+            .map(|t| t.name.get_ref().as_str())
+            .collect();
         alerts::validate(&src, &raw.alerts, &names)?;
         maintenance::resolve(&src, &raw.maintenance, &names)?;
         validate_tokens(&src, &raw.dashboard)?;
@@ -194,7 +198,11 @@ impl Document {
                 tokens.push((t.name.get_ref().clone(), secret));
             }
         }
-        let names: Vec<&str> = raw.targets.iter().map(|t| t.name.get_ref().as_str()).collect();
+        let names: Vec<&str> = raw
+            .targets
+            .iter()
+            .map(|t| t.name.get_ref().as_str())
+            .collect();
         let maintenance = maintenance::resolve(src, &raw.maintenance, &names)?;
         Ok(Config {
             source: src.file.clone(),
@@ -242,13 +250,22 @@ fn validate_tokens(src: &Source, dashboard: &raw::RawDashboard) -> Result<(), Co
             return Err(src.err_at(
                 t.name.span(),
                 format!("dashboard.tokens[{i}].name"),
-                format!("invalid or duplicate token name {name:?} (\"dashboard\" is auth_token_env's)"),
+                format!(
+                    "invalid or duplicate token name {name:?} (\"dashboard\" is auth_token_env's)"
+                ),
             ));
         }
         let key = format!("dashboard.tokens[{i}].token");
         t.sources().check_one(src, "token", &key)?;
-        if t.sources().env.is_none() && t.sources().file.is_none() && t.sources().credential.is_none() {
-            return Err(src.err_at(t.name.span(), key, "give token_env, token_file or token_credential"));
+        if t.sources().env.is_none()
+            && t.sources().file.is_none()
+            && t.sources().credential.is_none()
+        {
+            return Err(src.err_at(
+                t.name.span(),
+                key,
+                "give token_env, token_file or token_credential",
+            ));
         }
     }
     Ok(())

@@ -389,11 +389,17 @@ impl<'de> Deserialize<'de> for EmailTables {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an [alerts.email] table or [[alerts.email]] tables")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<EmailTables, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<EmailTables, A::Error> {
                 RawEmail::deserialize(serde::de::value::MapAccessDeserializer::new(map))
                     .map(|e| EmailTables(vec![e]))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<EmailTables, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<EmailTables, A::Error> {
                 Vec::<RawEmail>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
                     .map(EmailTables)
             }

@@ -11,8 +11,8 @@ use crate::config::Config;
 use crate::domain::{Category, EventKind, ProbeKind};
 use crate::metrics::{AlertResult, Metrics};
 use crate::redact;
-use crate::store::{ChannelRoute, IncidentRow, PendingDelivery, Routing, Store, StoreError};
 use crate::silence::{Suppression, Suppressor};
+use crate::store::{ChannelRoute, IncidentRow, PendingDelivery, Routing, Store, StoreError};
 use message::{Alert, IncidentView, MessageKind};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -429,7 +429,10 @@ impl Notifier {
             match reason {
                 Some(reason) => {
                     tracing::info!(channel = %d.channel, event = %d.kind, incident = d.incident_id, by = ?reason, "alert suppressed");
-                    held.entry(format!("{reason:?}")).or_insert((reason, Vec::new())).1.push(d.delivery_id);
+                    held.entry(format!("{reason:?}"))
+                        .or_insert((reason, Vec::new()))
+                        .1
+                        .push(d.delivery_id);
                 }
                 None => keep.push(d),
             }
@@ -442,7 +445,11 @@ impl Notifier {
 
     /// Open incidents whose firing alert was suppressed get it now on each channel where
     /// nothing suppresses them any more.
-    async fn refire_unsuppressed(&self, suppressor: &Suppressor, now: i64) -> Result<(), StoreError> {
+    async fn refire_unsuppressed(
+        &self,
+        suppressor: &Suppressor,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let candidates = self.store.suppressed_firings().await?;
         if candidates.is_empty() {
             return Ok(());
@@ -459,8 +466,13 @@ impl Notifier {
                 .map(|(_, c)| c.as_str())
                 .collect();
             if !channels.is_empty() {
-                tracing::info!(incident = row.id, "nothing suppresses the incident any more; its firing alert goes out");
-                self.store.refire(row.id, row.category, &channels, now).await?;
+                tracing::info!(
+                    incident = row.id,
+                    "nothing suppresses the incident any more; its firing alert goes out"
+                );
+                self.store
+                    .refire(row.id, row.category, &channels, now)
+                    .await?;
             }
         }
         Ok(())

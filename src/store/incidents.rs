@@ -29,7 +29,11 @@ impl Routing {
         if self.routes.is_empty() {
             out.extend(self.channels.iter().map(|c| c.name.as_str()));
         } else {
-            for route in self.routes.iter().filter(|r| r.matches(target, category, location)) {
+            for route in self
+                .routes
+                .iter()
+                .filter(|r| r.matches(target, category, location))
+            {
                 for c in &route.channels {
                     if !out.contains(&c.as_str()) {
                         out.push(c);
@@ -141,7 +145,7 @@ impl Store {
         detection: &Detection,
         routing: &Routing,
     ) -> Result<Recorded, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         Store::insert_probes_on(&mut tx, location, batch).await?;
         let mut recorded = Recorded::default();
         let mut touched: Vec<&str> = Vec::new();
@@ -265,7 +269,7 @@ impl Store {
         at_ms: i64,
         routing: &Routing,
     ) -> Result<Recorded, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let open: Vec<(Category,)> = sqlx::query_as(
             "select category from incidents where target = ? and resolved_at_ms is null",
         )

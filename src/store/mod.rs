@@ -47,6 +47,20 @@ impl StoreError {
 }
 
 /// How long opening a database waits for another process's migration.
+/// Whether a pooled connection can start a transaction. After some errors (a full disk,
+/// an I/O error) SQLite rolls a transaction back by itself; the rollback sqlx then sends
+/// fails, and its transaction count never comes down, so that every later `BEGIN
+/// IMMEDIATE` on that connection would be refused. Such a connection is closed (the pool
+/// opens a fresh one). A rollback that is merely still queued is let through first.
+async fn healthy(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    sqlx::query("select 1").execute(&mut *conn).await?;
+    Ok(!conn.is_in_transaction())
+}
+
 const MIGRATION_WAIT: Duration = Duration::from_secs(10);
 
 /// The highest migration this binary carries.
@@ -120,6 +134,7 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(3)
             .min_connections(1)
+            .before_acquire(|conn, _| Box::pin(async move { healthy(conn).await }))
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open {
@@ -225,6 +240,14 @@ impl Store {
     }
 
     /// Closes every connection, checkpointing the WAL.
+    /// A write transaction that takes the write lock at once (`BEGIN IMMEDIATE`). With a
+    /// second writer on the file (`silence` and `ack` beside the daemon), a deferred
+    /// transaction that read first cannot upgrade once the other committed, and fails at
+    /// once instead of waiting for `busy_timeout`.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

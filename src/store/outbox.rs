@@ -90,7 +90,7 @@ impl Store {
         now_ms: i64,
         message_id: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for id in ids {
             sqlx::query("update alert_deliveries set state = ?, attempts = attempts + 1, sent_at_ms = ?, last_error = null, message_id = ? where id = ?")
                 .bind(DeliveryState::Sent)
@@ -198,7 +198,7 @@ impl Store {
             Suppression::Silence(id) => (Some(*id), None),
             Suppression::Maintenance(name) => (None, Some(name.as_str())),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for id in ids {
             sqlx::query(
                 "update alert_deliveries set state = ?, silence_id = ?, maintenance = ? where id = ?",
@@ -239,8 +239,17 @@ impl Store {
         channels: &[&str],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        insert_event(&mut tx, incident_id, EventKind::Firing, category, now_ms, 0, channels).await?;
+        let mut tx = self.write_tx().await?;
+        insert_event(
+            &mut tx,
+            incident_id,
+            EventKind::Firing,
+            category,
+            now_ms,
+            0,
+            channels,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -252,7 +261,7 @@ impl Store {
         next_ms: Option<i64>,
         error: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for id in ids {
             let (state, next) = match next_ms {
                 Some(next) => (DeliveryState::Pending, Some(next)),
@@ -284,7 +293,7 @@ impl Store {
         if interval_ms <= 0 {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let rows = sqlx::query_as::<_, LastNotice>(
             "select i.id as incident_id, i.category, e.id as event_id, e.created_at_ms, \
                (select max(sent_at_ms) from alert_deliveries where event_id = e.id) as sent_at_ms, \

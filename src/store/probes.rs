@@ -48,7 +48,7 @@ impl Store {
         location: &str,
         batch: &[Observation],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         Store::insert_probes_on(&mut tx, location, batch).await?;
         tx.commit().await?;
         Ok(())
@@ -209,7 +209,7 @@ impl Store {
     /// Adds hourly rollups of a target (imports and benchmark fixtures); counts add up with
     /// rollups already there.
     pub async fn add_rollups(&self, target: &str, rows: &[RollupRow]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for r in rows {
             sqlx::query(
                 "insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max) \

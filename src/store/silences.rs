@@ -50,7 +50,7 @@ impl Store {
         actor: &str,
         now_ms: i64,
     ) -> Result<Silence, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let silence = sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
             "insert into silences (target, category, error_id, location, starts_at_ms, ends_at_ms, \
              comment, created_by, created_at_ms) values (?, ?, ?, ?, ?, ?, ?, ?, ?) returning {SILENCE_COLUMNS}"
@@ -97,7 +97,7 @@ impl Store {
         actor: &str,
         now_ms: i64,
     ) -> Result<Expired, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let found = sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
             "select {SILENCE_COLUMNS} from silences where id = ?"
         )))
@@ -140,7 +140,7 @@ impl Store {
         comment: Option<&str>,
         now_ms: i64,
     ) -> Result<Acked, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let found = sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(format!(
             "select {} from incidents where id = ?",
             super::incidents::INCIDENT_COLUMNS
@@ -177,7 +177,10 @@ impl Store {
     }
 
     /// The audit trail, newest first: (at, actor, action, detail).
-    pub async fn audit_log(&self, limit: i64) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+    pub async fn audit_log(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, String, String)>, StoreError> {
         Ok(sqlx::query_as(
             "select at_ms, actor, action, detail from audit_log order by id desc limit ?",
         )

@@ -70,6 +70,16 @@ pub struct ApiIncident {
     pub last_message: Option<String>,
     pub cause: String,
     pub resolution: String,
+    /// `{ "by", "at", "comment" }` once acknowledged, else null.
+    pub acknowledged: Option<ApiAck>,
+}
+
+/// Who acknowledged an incident, when, and why.
+#[derive(Debug, Serialize)]
+pub struct ApiAck {
+    pub by: String,
+    pub at: String,
+    pub comment: Option<String>,
 }
 
 impl From<&IncidentRow> for ApiIncident {
@@ -87,6 +97,11 @@ impl From<&IncidentRow> for ApiIncident {
             last_message: r.last_message.clone(),
             cause: entry.map_or("", |e| e.cause).to_string(),
             resolution: entry.map_or("", |e| e.resolution).to_string(),
+            acknowledged: r.acked_at_ms.map(|at| ApiAck {
+                by: r.acked_by.clone().unwrap_or_default(),
+                at: rfc3339(at),
+                comment: r.ack_comment.clone(),
+            }),
         }
     }
 }

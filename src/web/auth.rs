@@ -84,7 +84,9 @@ pub fn authorize_write(
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && !matches!(site, "same-origin" | "none")
     {
-        return Err(Error::Forbidden(format!("cross-site request refused ({site})")));
+        return Err(Error::Forbidden(format!(
+            "cross-site request refused ({site})"
+        )));
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let host = headers
@@ -93,16 +95,22 @@ pub fn authorize_write(
             .unwrap_or("");
         let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
         if origin_host != host {
-            return Err(Error::Forbidden(format!("cross-origin request refused ({origin})")));
+            return Err(Error::Forbidden(format!(
+                "cross-origin request refused ({origin})"
+            )));
         }
     }
     let name = token_name(config, headers).ok_or(Error::Unauthorized)?;
     // Only JSON bodies: a form cannot send them across origins without a preflight.
     let json = !has_body
         || headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("application/json"));
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
     if !json {
         return Err(Error::UnsupportedMediaType(
             "send the body as application/json".into(),

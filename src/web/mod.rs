@@ -5,9 +5,9 @@
 mod api;
 mod auth;
 mod pages;
-mod writes;
 pub mod serve;
 pub mod view;
+mod writes;
 
 use crate::config::Config;
 use crate::health::Health;
@@ -118,7 +118,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(pages::router())
         .merge(api::router())
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .merge(guarded)

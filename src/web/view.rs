@@ -285,7 +285,9 @@ impl IncidentCard {
         use crate::silence::Suppression;
         self.suppressed = reason.map(|r| match r {
             Suppression::Silence(id) => format!("alerts suppressed by silence #{id}"),
-            Suppression::Maintenance(name) => format!("alerts suppressed by maintenance window {name}"),
+            Suppression::Maintenance(name) => {
+                format!("alerts suppressed by maintenance window {name}")
+            }
         });
         self
     }
@@ -335,7 +337,11 @@ impl MaintenanceView {
         Some(MaintenanceView {
             name: m.name.clone(),
             schedule: m.schedule.describe(),
-            targets: if m.targets.is_empty() { "every target".into() } else { m.targets.join(", ") },
+            targets: if m.targets.is_empty() {
+                "every target".into()
+            } else {
+                m.targets.join(", ")
+            },
             when: if active {
                 format!("holding until {}", rfc3339(end))
             } else {

@@ -96,12 +96,26 @@ async fn ack(
 ) -> Result<Response, Error> {
     let actor = authorize_write(&state.config(), &headers, !body.is_empty())?;
     let id = id_of(&id, "incident")?;
-    let request: AckRequest = if body.is_empty() { AckRequest::default() } else { parse(&body)? };
-    let comment = request.comment.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    let request: AckRequest = if body.is_empty() {
+        AckRequest::default()
+    } else {
+        parse(&body)?
+    };
+    let comment = request
+        .comment
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
     if comment.is_some_and(|c| c.len() > 1000) {
-        return Err(Error::BadRequest("the comment is longer than 1000 characters".into()));
+        return Err(Error::BadRequest(
+            "the comment is longer than 1000 characters".into(),
+        ));
     }
-    match state.store.ack_incident(id, &actor, comment, now_ms()).await? {
+    match state
+        .store
+        .ack_incident(id, &actor, comment, now_ms())
+        .await?
+    {
         Acked::Acked(row) => {
             tracing::info!(actor = %actor, incident = id, "incident acknowledged");
             Ok(Json(serde_json::json!({ "incident": row })).into_response())

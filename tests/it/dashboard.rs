@@ -130,6 +130,7 @@ async fn the_api_answers_every_route_with_the_documented_fields() {
         "last_message",
         "cause",
         "resolution",
+        "acknowledged",
     ]);
     for i in &open {
         assert_eq!(keys(i), incident_fields);

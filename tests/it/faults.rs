@@ -1,6 +1,6 @@
 //! Faults: the database locked by another writer, and kill -9 at random moments. Probing goes
 //! on, /healthz says why it is unhealthy, nothing recorded is lost, no incident is duplicated,
-//! and every alert that was due is delivered.
+//! and every alert that was due is delivered; silences, acknowledgements and routes hold.
 
 use crate::helpers::smtp::SmtpServer;
 use crate::helpers::*;
@@ -110,12 +110,39 @@ fn covered(mail: &crate::helpers::smtp::Mail) -> Vec<(i64, String)> {
     ids.into_iter().map(|id| (id, kind.to_string())).collect()
 }
 
+/// Runs the command line on the config of `ws`; panics unless it succeeds.
+async fn cli_ok(ws: &Workspace, args: &[&str]) -> String {
+    let config = ws.config_path();
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = run_cli(&all, &[("USER", "crash")], ws.dir.path()).await;
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test]
 async fn kill_9_at_random_moments_keeps_the_database_whole_and_loses_no_alert() {
     let sim = start_simulator().await;
     let ws = Workspace::new();
-    let smtp = SmtpServer::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), None);
-    let mut config = email_alerts(smtp.port, "\"auth\", \"quota\"");
+    let main = SmtpServer::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), None);
+    let batch = SmtpServer::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), None);
+    // Two named channels; a route sends t1* to `batch` only, everything else to `main`.
+    let mut config =
+        String::from("[alerts]\ngroup_wait = \"0s\"\ncategories = [\"auth\", \"quota\"]\n\n");
+    for (name, port) in [("main", main.port), ("batch", batch.port)] {
+        config.push_str(&format!(
+            "[[alerts.email]]\nname = \"{name}\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n\
+             tls = \"none\"\nfrom = \"w@example.com\"\nto = [\"{name}@example.com\"]\n\n"
+        ));
+    }
+    config.push_str(
+        "[[alerts.routes]]\ntargets = [\"t1*\"]\nchannels = [\"batch\"]\n\n\
+         [[alerts.routes]]\nchannels = [\"main\"]\n\n",
+    );
     let targets: Vec<String> = (0..50).map(|i| format!("t{i}")).collect();
     for name in &targets {
         config.push_str(
@@ -130,6 +157,21 @@ async fn kill_9_at_random_moments_keeps_the_database_whole_and_loses_no_alert() 
         );
     }
     let config = ws.write_config(&config);
+    // t4 and t40–t49 are silenced from the start.
+    cli_ok(
+        &ws,
+        &[
+            "silence",
+            "add",
+            "--target",
+            "t4*",
+            "--for",
+            "2h",
+            "--comment",
+            "t4x rotation",
+        ],
+    )
+    .await;
 
     // Incidents open and close all the time: every target flips between healthy and a revoked
     // key (auth opens at once, resolves after two healthy probes) or an exhausted quota.
@@ -151,10 +193,53 @@ async fn kill_9_at_random_moments_keeps_the_database_whole_and_loses_no_alert() 
     });
 
     let kills = 20;
-    for _ in 0..kills {
+    let mut acked = None;
+    for round in 0..kills {
         let mut daemon = Daemon::start(&config, &[("K", "sk-crash-test-0000000")]);
         daemon.dashboard_url().await;
-        tokio::time::sleep(Duration::from_millis(300 + fastrand::u64(0..1500))).await;
+        // Beside the running daemon: an acknowledgement and a second silence, written by the
+        // command line, each just before a kill.
+        let pause = Duration::from_millis(300 + fastrand::u64(0..1500));
+        let writes = async {
+            if acked.is_none() && round >= 3 {
+                let pool =
+                    sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", ws.db().display()))
+                        .await
+                        .unwrap();
+                let open: Option<(i64,)> = sqlx::query_as(
+                    "select id from incidents where resolved_at_ms is null and target not like 't4%' limit 1",
+                )
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+                pool.close().await;
+                if let Some((id,)) = open {
+                    cli_ok(
+                        &ws,
+                        &["ack", &id.to_string(), "--comment", "crash test ack"],
+                    )
+                    .await;
+                    acked = Some(id);
+                }
+            }
+            if round == 10 {
+                cli_ok(
+                    &ws,
+                    &[
+                        "silence",
+                        "add",
+                        "--target",
+                        "t2?",
+                        "--for",
+                        "2h",
+                        "--comment",
+                        "second",
+                    ],
+                )
+                .await;
+            }
+        };
+        tokio::join!(writes, tokio::time::sleep(pause));
         daemon.child.start_kill().unwrap();
         daemon.child.wait().await.unwrap();
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", ws.db().display()))
@@ -172,12 +257,12 @@ async fn kill_9_at_random_moments_keeps_the_database_whole_and_loses_no_alert() 
         sim.state.set_tag(name, "ok").unwrap();
     }
 
-    // A last run until every incident resolved and the outbox is empty.
+    // A last run until every incident resolved and the outbox is empty (sent or suppressed).
     let daemon = Daemon::start(&config, &[("K", "sk-crash-test-0000000")]);
     let url = format!("sqlite://{}?mode=ro", ws.db().display());
     eventually_within(
         Duration::from_secs(120),
-        "every incident resolved and every alert sent",
+        "every incident resolved and every alert sent or suppressed",
         || async {
             let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
             let (open,): (i64,) =
@@ -185,11 +270,12 @@ async fn kill_9_at_random_moments_keeps_the_database_whole_and_loses_no_alert() 
                     .fetch_one(&pool)
                     .await
                     .unwrap();
-            let (pending,): (i64,) =
-                sqlx::query_as("select count(*) from alert_deliveries where state != 'sent'")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
+            let (pending,): (i64,) = sqlx::query_as(
+                "select count(*) from alert_deliveries where state not in ('sent', 'suppressed')",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
             pool.close().await;
             (open == 0 && pending == 0).then_some(())
         },
@@ -216,25 +302,77 @@ async fn kill_9_at_random_moments_keeps_the_database_whole_and_loses_no_alert() 
             );
         }
     }
-    // Every event in the outbox reached the SMTP server; a repeat only where a kill fell
-    // between the server's acceptance and the outbox update.
-    let events: Vec<(i64, String)> = sqlx::query_as("select incident_id, kind from alert_events")
+
+    // The silences, the acknowledgement and the route survived.
+    let silences = cli_ok(&ws, &["silence", "list", "--json"]).await;
+    let silences: serde_json::Value = serde_json::from_str(&silences).unwrap();
+    let comments: Vec<&str> = silences
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["comment"].as_str().unwrap())
+        .collect();
+    assert_eq!(comments, ["second", "t4x rotation"], "{silences}");
+    let acked = acked.expect("an incident was open to acknowledge");
+    let (by, comment): (Option<String>, Option<String>) =
+        sqlx::query_as("select acked_by, ack_comment from incidents where id = ?")
+            .bind(acked)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(by.as_deref(), Some("cli:crash"));
+    assert_eq!(comment.as_deref(), Some("crash test ack"));
+    let target_of: HashMap<i64, String> = sqlx::query_as("select id, target from incidents")
         .fetch_all(&pool)
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .collect();
+    // Suppressed only what a silence matched: t4*, and t2? once the second silence existed.
+    let suppressed: Vec<(i64,)> = sqlx::query_as(
+        "select e.incident_id from alert_deliveries d join alert_events e on e.id = d.event_id where d.state = 'suppressed'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!suppressed.is_empty());
+    for (id,) in &suppressed {
+        let t = &target_of[id];
+        assert!(
+            t.starts_with("t4") || (t.starts_with("t2") && t.len() == 3),
+            "{t} suppressed"
+        );
+    }
+
+    // Every event sent according to the outbox reached an SMTP server; a repeat only where a
+    // kill fell between the server's acceptance and the outbox update. Routes held: t1* only
+    // at `batch`, the others only at `main`; nothing about the silenced t4* at all.
+    let events: Vec<(i64, String)> = sqlx::query_as(
+        "select distinct e.incident_id, e.kind from alert_events e join alert_deliveries d on d.event_id = e.id where d.state = 'sent'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     let mut received: HashMap<(i64, String), usize> = HashMap::new();
-    for mail in smtp.mails() {
-        for key in covered(&mail) {
-            *received.entry(key).or_default() += 1;
+    for (server, mails) in [("main", main.mails()), ("batch", batch.mails())] {
+        for mail in mails {
+            for key in covered(&mail) {
+                let t = &target_of[&key.0];
+                assert!(!t.starts_with("t4"), "an alert about silenced {t}");
+                assert_eq!(t.starts_with("t1"), server == "batch", "{t} at {server}");
+                *received.entry(key).or_default() += 1;
+            }
         }
     }
     let expected: HashSet<(i64, String)> = events.into_iter().collect();
     assert!(expected.len() >= 20, "alerts were due: {}", expected.len());
     eprintln!(
-        "{} incidents, {} alert events, {} emails over {kills} kills",
+        "{} incidents, {} alert events sent, {} suppressed deliveries, {} + {} emails over {kills} kills",
         rows.len(),
         expected.len(),
-        smtp.mails().len()
+        suppressed.len(),
+        main.mails().len(),
+        batch.mails().len()
     );
     let lost: Vec<&(i64, String)> = expected
         .iter()
@@ -248,7 +386,6 @@ async fn kill_9_at_random_moments_keeps_the_database_whole_and_loses_no_alert() 
     );
 }
 
-/// Waits until /healthz answers `code`; returns its body.
 async fn wait_health(http: &reqwest::Client, url: &str, code: u16) -> String {
     eventually(&format!("/healthz to answer {code}"), || async {
         let (status, body) = healthz(http, url).await;

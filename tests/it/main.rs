@@ -9,6 +9,7 @@ mod check_catalog;
 mod classify;
 mod config_errors;
 mod dashboard;
+mod day_two;
 mod default_config;
 mod demo;
 mod faults;

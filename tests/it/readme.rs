@@ -48,3 +48,54 @@ fn no_source_file_is_over_600_lines() {
     let long: Vec<_> = files.iter().filter(|(_, n)| *n > 600).collect();
     assert!(long.is_empty(), "{long:?}");
 }
+
+/// The fenced block that follows `marker` in the README.
+fn block_after(readme: &str, marker: &str) -> String {
+    let at = readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not in README"));
+    let rest = &readme[at..];
+    let start = rest.find("```").unwrap();
+    let body = &rest[start..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    body[..body.find("```").unwrap()].to_string()
+}
+
+#[tokio::test]
+async fn the_readme_routing_example_prints_what_the_readme_says() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let toml = block_after(&readme, "Routes send each team its own alerts.");
+    let printed = block_after(
+        &readme,
+        "`openai-watch config check` prints, after the targets:",
+    );
+    let ws = crate::helpers::Workspace::new();
+    let targets = ["prod", "batch"]
+        .iter()
+        .map(|t| format!("[[targets]]\nname = \"{t}\"\nbase_url = \"http://127.0.0.1:9/v1\"\nprobes = [{{ kind = \"models\", interval = \"1m\" }}]\n"))
+        .collect::<String>();
+    ws.write_config(&format!("{targets}\n{toml}"));
+    let config = ws.config_path();
+    let out = crate::helpers::run_cli(
+        &["--config", config.to_str().unwrap(), "config", "check"],
+        &[],
+        ws.dir.path(),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The window's next date moves with the clock; everything else is as printed.
+    let strip = |s: &str| s.split("; next from").next().unwrap().to_string();
+    let got: Vec<String> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("alert channels:"))
+        .map(strip)
+        .collect();
+    let want: Vec<String> = printed.lines().map(strip).collect();
+    assert_eq!(got, want, "{stdout}");
+}

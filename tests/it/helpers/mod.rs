@@ -69,6 +69,12 @@ pub fn observation(target: &str, id: &str, at_ms: i64) -> openai_watch::probe::O
     }
 }
 
+/// Sends the request and parses the answer as JSON.
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    let text = request.send().await.unwrap().text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 /// An HTTP client for tests (rustls needs the process's crypto provider first).
 pub fn http_client() -> reqwest::Client {
     openai_watch::tls::install_crypto_provider();
