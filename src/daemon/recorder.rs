@@ -16,8 +16,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, watch};
 
-/// How long the recorder gathers observations into one transaction (alert latency budget
-/// is 250 ms from the failing answer to the email).
+/// How long the recorder gathers healthy observations into one transaction. A failing one
+/// is written at once with whatever is already queued: it may open an incident, and the
+/// budget from a failing answer to the email is 60 ms.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
 /// Most rows written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -35,6 +36,8 @@ pub struct Recorder {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     pending: Vec<Observation>,
+    /// A pending observation is a failure: write without gathering more.
+    pending_failure: bool,
     failing: bool,
     /// Targets removed from the config whose incidents are still to be resolved (kept until
     /// the database takes the change).
@@ -68,6 +71,7 @@ impl Recorder {
             health,
             metrics,
             pending: Vec::new(),
+            pending_failure: false,
             failing: false,
             removed: Vec::new(),
         };
@@ -91,12 +95,19 @@ impl Recorder {
             };
             self.accept(first);
             // Gather what arrives in the next moments into the same transaction: one commit
-            // for many probes instead of one each.
+            // for many probes instead of one each; but not while a failure waits.
             let until = tokio::time::Instant::now() + GATHER;
-            while self.pending.len() < MAX_BATCH {
+            while self.pending.len() < MAX_BATCH && !self.failure_pending() {
                 match tokio::time::timeout_at(until, rx.recv()).await {
                     Ok(Some(o)) => self.accept(o),
                     Ok(None) | Err(_) => break,
+                }
+            }
+            // Whatever is already queued goes into the same transaction.
+            while self.pending.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(o) => self.accept(o),
+                    Err(_) => break,
                 }
             }
             self.flush().await;
@@ -168,6 +179,12 @@ impl Recorder {
         self.removed = left;
     }
 
+    /// Whether a pending observation is a failure (it may open an incident).
+    /// While the database refuses writes, failures gather like the rest.
+    fn failure_pending(&self) -> bool {
+        self.pending_failure && !self.failing
+    }
+
     fn accept(&mut self, o: Observation) {
         if o.local_failure {
             // The monitor's own problem: shown by /healthz and the log, never as the API's.
@@ -179,10 +196,16 @@ impl Recorder {
         }
         log_outcome(&o);
         self.metrics.observe(&o);
+        self.pending_failure |= !o.entry.is_ok();
         self.pending.push(o);
     }
 
     async fn flush(&mut self) {
+        self.write_pending().await;
+        self.pending_failure = self.pending.iter().any(|o| !o.entry.is_ok());
+    }
+
+    async fn write_pending(&mut self) {
         if !self.removed.is_empty() {
             self.resolve_removed().await;
         }

@@ -247,7 +247,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(recorded)
     }
 
@@ -293,7 +293,7 @@ impl Store {
             .bind(target)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(recorded)
     }
 

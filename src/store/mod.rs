@@ -72,6 +72,34 @@ fn known_schema() -> i64 {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    changes: std::sync::Arc<Changes>,
+}
+
+/// Writes made through this `Store`, for caches of what they show (the status page): a
+/// generation counted up after every commit, and how many commits are under way.
+#[derive(Debug, Default)]
+pub struct Changes {
+    generation: std::sync::atomic::AtomicU64,
+    in_flight: std::sync::atomic::AtomicU64,
+}
+
+/// Marks a write under way; counts it as done when dropped (committed or not).
+struct Writing<'a>(&'a Changes);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::AcqRel;
+        self.0.generation.fetch_add(1, AcqRel);
+        self.0.in_flight.fetch_sub(1, AcqRel);
+    }
+}
+
+impl Changes {
+    fn writing(&self) -> Writing<'_> {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Writing(self)
+    }
 }
 
 /// Why the database could not be opened or written.
@@ -141,7 +169,10 @@ impl Store {
                 path: path.display().to_string(),
                 source,
             })?;
-        let store = Store { pool };
+        let store = Store {
+            pool,
+            changes: Default::default(),
+        };
         store.refuse_newer_schema(path).await?;
         if held.is_some() {
             store.migrate().await?;
@@ -182,7 +213,10 @@ impl Store {
                 path: path.display().to_string(),
                 source,
             })?;
-        let store = Store { pool };
+        let store = Store {
+            pool,
+            changes: Default::default(),
+        };
         store.refuse_newer_schema(path).await?;
         let found = store.schema_version().await?;
         if found < known_schema() {
@@ -246,6 +280,27 @@ impl Store {
     /// once instead of waiting for `busy_timeout`.
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Commits, counting the write for [`Store::generation`].
+    async fn commit(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    ) -> Result<(), sqlx::Error> {
+        let _writing = self.changes.writing();
+        tx.commit().await
+    }
+
+    /// The number of writes this `Store` (and its clones) committed, or `None` while one is
+    /// under way: what a cache of the data can be keyed by. Writes by other processes (the
+    /// command line's `silence`, `ack`) are not counted.
+    pub fn generation(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Acquire;
+        if self.changes.in_flight.load(Acquire) > 0 {
+            return None;
+        }
+        let generation = self.changes.generation.load(Acquire);
+        (self.changes.in_flight.load(Acquire) == 0).then_some(generation)
     }
 
     pub async fn close(&self) {

@@ -100,7 +100,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -141,6 +141,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let json = serde_json::to_string(state)
             .map_err(|e| StoreError::Sql(sqlx::Error::Encode(Box::new(e))))?;
+        let _writing = self.changes.writing();
         sqlx::query(
             "insert into upstream_status (source, state, etag, last_modified) values (?, ?, ?, ?) \
              on conflict (source) do update set state = excluded.state, etag = excluded.etag, \
@@ -210,7 +211,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -250,7 +251,7 @@ impl Store {
             channels,
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -278,7 +279,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -336,7 +337,7 @@ impl Store {
             )
             .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(count)
     }
 

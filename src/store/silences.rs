@@ -74,7 +74,7 @@ impl Store {
             serde_json::to_value(&silence).unwrap_or_default(),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(silence)
     }
 
@@ -128,7 +128,7 @@ impl Store {
             serde_json::json!({ "id": id }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Expired::Expired(silence))
     }
 
@@ -172,7 +172,7 @@ impl Store {
             serde_json::json!({ "id": id, "comment": comment }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Acked::Acked(row))
     }
 

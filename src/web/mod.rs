@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod cache;
 mod pages;
 pub mod serve;
 pub mod view;
@@ -35,6 +36,8 @@ pub struct AppState {
     /// Per target: the start of the day it was computed on, and the daily rollups of the
     /// 89 days before it. Past days do not change, so the 90-day bar is computed once a day.
     pub past_days: std::sync::Mutex<PastDays>,
+    /// The status page as last rendered.
+    pub page: cache::PageCache,
 }
 
 impl AppState {
@@ -50,6 +53,7 @@ impl AppState {
             metrics,
             health,
             past_days: Default::default(),
+            page: Default::default(),
         }
     }
 
@@ -176,6 +180,8 @@ async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Unless the answer says otherwise (the status page revalidates by ETag).
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     response
 }

@@ -1,7 +1,7 @@
 //! The HTML pages: the status page and one page per incident. Askama templates, escaping by
 //! default: upstream messages are untrusted and only ever shown as text.
 
-use super::view::{self, IncidentCard, Segment};
+use super::view::{self, IncidentCard};
 use super::{AppState, Error};
 use crate::catalog;
 use crate::domain::{Category, DeliveryState, EventKind, ProbeKind};
@@ -38,9 +38,9 @@ struct TargetCard {
     last_probe_at: String,
     message: String,
     latency_ms: String,
-    day: Vec<Segment>,
-    quarter: Vec<Segment>,
-    latency: Vec<view::LatencyBar>,
+    day: Vec<view::Run>,
+    quarter: Vec<view::Run>,
+    latency: view::Chart,
     latency_max: i64,
     headroom: Vec<view::HeadroomView>,
 }
@@ -67,7 +67,21 @@ fn render(page: &impl Template) -> Result<Response, Error> {
     Ok(Html(html).into_response())
 }
 
-async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
+async fn index(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, Error> {
+    let before = state.store.generation();
+    if let Some(page) = state.page.fresh(before) {
+        return Ok(page.respond(&headers));
+    }
+    let html = render_index(&state).await?;
+    let page = state.page.keep(before, state.store.generation(), html);
+    Ok(page.respond(&headers))
+}
+
+/// The status page as HTML, read from the database.
+async fn render_index(state: &AppState) -> Result<String, Error> {
     let now = crate::clock::now_ms();
     let config = state.config();
     let (status, latests) = crate::status::read_with_latest(&config.target_names(), &state.store)
@@ -83,7 +97,7 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
     let mut targets = Vec::new();
     for ((t, s), latest) in config.targets.iter().zip(&status.targets).zip(latests) {
         let recent = recent_by_target.remove(&s.name).unwrap_or_default();
-        let past = past_days(&state, &s.name, today).await?;
+        let past = past_days(state, &s.name, today).await?;
         let quarter = past
             .iter()
             .chain(recent.iter().filter(|r| r.hour_ms >= today));
@@ -103,9 +117,9 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
             latency_ms: latest
                 .as_ref()
                 .map_or_else(String::new, |p| format!("{} ms", p.latency_ms)),
-            day: day_frame.bar(&recent),
-            quarter: quarter_frame.bar(quarter),
-            latency,
+            day: view::runs(&day_frame.bar(&recent), 10),
+            quarter: view::runs(&quarter_frame.bar(quarter), 3),
+            latency: view::Chart::new(&latency, "mean latency per hour"),
             latency_max,
             headroom: view::headroom(
                 &recent,
@@ -143,9 +157,16 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
         .iter()
         .map(IncidentCard::from)
         .collect();
-    render(&IndexPage {
+    IndexPage {
         overall: status.overall.to_string(),
-        generated_at: rfc3339(now),
+        // The time of the latest probe shown, not of the rendering: the page (and its ETag)
+        // stays the same while nothing new was recorded.
+        generated_at: status
+            .targets
+            .iter()
+            .filter_map(|t| t.last_probe_at.clone())
+            .max()
+            .unwrap_or_else(|| "never".into()),
         refresh_secs: REFRESH_SECS,
         targets,
         open,
@@ -162,14 +183,16 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, Error> {
             .iter()
             .filter_map(|m| view::MaintenanceView::new(m, now))
             .collect(),
-        upstream: super::api::upstream(&state, &config).await?.and_then(|u| {
+        upstream: super::api::upstream(state, &config).await?.and_then(|u| {
             crate::upstream::banner(
                 &u,
                 now,
                 crate::upstream::stale_after_ms(config.upstream_status.interval),
             )
         }),
-    })
+    }
+    .render()
+    .map_err(|e| Error::Internal(e.into()))
 }
 
 /// The daily rollups of the 89 days before `today` (a day's start), cached per day.

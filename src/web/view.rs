@@ -142,7 +142,74 @@ pub struct LatencyBar {
     pub x: usize,
     pub y: String,
     pub height: String,
+    /// Short hover text: `13:00 180 ms`.
     pub title: String,
+}
+
+/// Bars drawn as one SVG path with one hover text: a few hundred bytes per chart instead of
+/// an element per bar.
+#[derive(Debug, Clone, Default)]
+pub struct Chart {
+    pub path: String,
+    pub title: String,
+}
+
+impl Chart {
+    pub fn new(bars: &[LatencyBar], heading: &str) -> Chart {
+        let mut path = String::with_capacity(bars.len() * 24);
+        for b in bars {
+            path.push_str(&format!("M{} {}h8v{}h-8z", b.x, b.y, b.height));
+        }
+        let values: Vec<&str> = bars.iter().map(|b| b.title.as_str()).collect();
+        Chart {
+            path,
+            title: format!("{heading} (UTC): {}", values.join(", ")),
+        }
+    }
+}
+
+/// Neighbouring slots of a bar with nothing to tell apart (healthy, or no probes) drawn as
+/// one rectangle; every slot with a problem keeps its own, with its counts as hover text.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub x: usize,
+    pub width: usize,
+    pub class: &'static str,
+    pub title: String,
+}
+
+/// Runs of `segments` for slots `pitch` apart, each `pitch - 1` wide.
+pub fn runs(segments: &[Segment], pitch: usize) -> Vec<Run> {
+    let mut out: Vec<(usize, usize, &Segment, &Segment)> = Vec::new();
+    for s in segments {
+        let quiet = matches!(s.class, "c-ok" | "c-none");
+        match out.last_mut() {
+            Some((_, n, first, last)) if quiet && first.class == s.class => {
+                *n += 1;
+                *last = s;
+            }
+            _ => out.push((s.x, 1, s, s)),
+        }
+    }
+    out.into_iter()
+        .map(|(x, n, first, last)| Run {
+            x: x * pitch,
+            width: n * pitch - 1,
+            class: first.class,
+            title: if n == 1 {
+                first.title.clone()
+            } else {
+                let from = first.title.split(": ").next().unwrap_or("");
+                let to = last.title.split(": ").next().unwrap_or("");
+                let what = if first.class == "c-ok" {
+                    "healthy"
+                } else {
+                    "no probes"
+                };
+                format!("{from} to {to}: {what}")
+            },
+        })
+        .collect()
 }
 
 /// The rate-limit headroom of one probe kind (one model) of a target: a gauge of the
@@ -156,7 +223,7 @@ pub struct HeadroomView {
     pub width: String,
     /// `warn` at or above `headroom_warn`, else `ok`.
     pub level: &'static str,
-    pub bars: Vec<LatencyBar>,
+    pub bars: Chart,
 }
 
 /// Headroom of each probe kind of a target that reported rate limits in the last 24 hours,
@@ -186,7 +253,7 @@ pub fn headroom(
         let Some(latest) = hours.iter().rev().flatten().next().copied() else {
             continue;
         };
-        let bars = hours
+        let bars: Vec<LatencyBar> = hours
             .iter()
             .enumerate()
             .filter_map(|(i, u)| u.map(|u| (i, u)))
@@ -197,8 +264,8 @@ pub fn headroom(
                     y: format!("{:.1}", 40.0 - height),
                     height: format!("{height:.1}"),
                     title: format!(
-                        "{} UTC: at most {:.0}% of a rate limit used",
-                        &rfc3339(first + i as i64 * HOUR_MS)[..16].replace('T', " "),
+                        "{} {:.0}%",
+                        &rfc3339(first + i as i64 * HOUR_MS)[11..16],
                         used * 100.0
                     ),
                 }
@@ -209,7 +276,7 @@ pub fn headroom(
             used: format!("{:.0}%", latest * 100.0),
             width: format!("{:.1}", latest * 100.0),
             level: if latest >= warn { "warn" } else { "ok" },
-            bars,
+            bars: Chart::new(&bars, "highest share of a rate limit used per hour"),
         });
     }
     out
@@ -245,10 +312,7 @@ pub fn latency_bars(rollups: &[RollupRow], now_ms: i64) -> (Vec<LatencyBar>, i64
                 x: i * 10,
                 y: format!("{:.1}", 40.0 - height),
                 height: format!("{height:.1}"),
-                title: format!(
-                    "{} UTC: mean {mean} ms over {n} probes",
-                    &rfc3339(first + i as i64 * HOUR_MS)[..16].replace('T', " ")
-                ),
+                title: format!("{} {mean} ms", &rfc3339(first + i as i64 * HOUR_MS)[11..16]),
             }
         })
         .collect();
@@ -423,6 +487,48 @@ mod tests {
     }
 
     #[test]
+    fn quiet_slots_merge_into_runs_and_problems_keep_their_own() {
+        let seg = |x, class: &'static str| Segment {
+            x,
+            class,
+            title: format!("slot {x}: detail"),
+        };
+        let segments = [
+            seg(0, "c-ok"),
+            seg(1, "c-ok"),
+            seg(2, "c-outage"),
+            seg(3, "c-ok"),
+            seg(4, "c-none"),
+            seg(5, "c-none"),
+        ];
+        let runs = runs(&segments, 10);
+        let shape: Vec<(usize, usize, &str)> =
+            runs.iter().map(|r| (r.x, r.width, r.class)).collect();
+        assert_eq!(
+            shape,
+            [
+                (0, 19, "c-ok"),
+                (20, 9, "c-outage"),
+                (30, 9, "c-ok"),
+                (40, 19, "c-none")
+            ]
+        );
+        assert_eq!(runs[0].title, "slot 0 to slot 1: healthy");
+        assert_eq!(runs[1].title, "slot 2: detail");
+        let chart = Chart::new(
+            &[LatencyBar {
+                x: 0,
+                y: "30.0".into(),
+                height: "10.0".into(),
+                title: "13:00 5 ms".into(),
+            }],
+            "latency",
+        );
+        assert_eq!(chart.path, "M0 30.0h8v10.0h-8z");
+        assert_eq!(chart.title, "latency (UTC): 13:00 5 ms");
+    }
+
+    #[test]
     fn latency_bars_scale_to_the_box() {
         let now = 10 * DAY_MS;
         let hour = now - now.rem_euclid(HOUR_MS);
@@ -436,10 +542,6 @@ mod tests {
             (220, "40.0", "0.0")
         );
         assert_eq!((bars[1].x, bars[1].height.as_str()), (230, "10.0"));
-        assert!(
-            bars[1].title.ends_with("mean 100 ms over 2 probes"),
-            "{}",
-            bars[1].title
-        );
+        assert!(bars[1].title.ends_with(" 100 ms"), "{}", bars[1].title);
     }
 }

@@ -496,3 +496,115 @@ async fn a_headless_browser_shows_every_target_and_the_resolution_without_consol
     let (status, _) = app.daemon.terminate().await;
     assert!(status.success());
 }
+
+/// The newest probe of `target` as stored: its error id.
+async fn stored_latest(db: &std::path::Path, target: &str) -> Option<String> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .ok()?;
+    let row: Option<(String,)> = sqlx::query_as(
+        "select error_id from probes where target = ? order by at_ms desc, id desc limit 1",
+    )
+    .bind(target)
+    .fetch_optional(&pool)
+    .await
+    .ok()?;
+    pool.close().await;
+    row.map(|(id,)| id)
+}
+
+#[tokio::test]
+async fn the_cached_status_page_shows_a_new_probe_result_on_the_next_request() {
+    let sim = start_simulator().await;
+    sim.state.set_tag("prod", "ok").unwrap();
+    let app = TestApp::builder()
+        .with(&one_second_target("prod", sim.tag_url("prod"), "models"))
+        .env("K", "sk-page-cache-0000")
+        .start_with(sim)
+        .await;
+    let card = |page: &str| {
+        let start = page.find("id=\"target-prod\"").unwrap();
+        page[start..start + page[start..].find("</article>").unwrap()].to_string()
+    };
+    for scenario in ["invalid_api_key", "ok", "insufficient_quota", "ok"] {
+        app.sim.state.set_tag("prod", scenario).unwrap();
+        // Keep the page cached meanwhile: requests while the probe is on its way.
+        let _ = app.get("/").await.text().await.unwrap();
+        let expected = if scenario == "ok" { "ok" } else { scenario };
+        eventually("the probe stored", || async {
+            (stored_latest(&app.ws.db(), "prod").await.as_deref() == Some(expected)).then_some(())
+        })
+        .await;
+        // The very next request after the row is stored shows it.
+        let page = app.get("/").await.text().await.unwrap();
+        let card = card(&page);
+        if scenario == "ok" {
+            assert!(
+                card.contains("badge c-ok\">ok</span>"),
+                "{scenario}: {card}"
+            );
+        } else {
+            assert!(card.contains(scenario), "{scenario}: {card}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_status_page_is_revalidated_by_etag_and_gzipped_for_clients_that_ask() {
+    let sim = start_simulator().await;
+    let app = TestApp::builder()
+        .with(
+            &TargetSpec {
+                name: "hourly",
+                base_url: sim.base_url("ok"),
+                key_env: Some("K"),
+                timeout: "10s",
+                probes: &[("models", "1h")],
+            }
+            .toml(),
+        )
+        .env("K", "sk-page-cache-0000")
+        .start_with(sim)
+        .await;
+    eventually("the first probe stored", || async {
+        stored_latest(&app.ws.db(), "hourly").await
+    })
+    .await;
+    let first = app.get("/").await;
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(first.headers()["cache-control"], "private, no-cache");
+    let plain = first.bytes().await.unwrap();
+    // Nothing new recorded: the same version, so 304 without a body.
+    let again = app
+        .http
+        .get(format!("{}/", app.url))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert!(again.bytes().await.unwrap().is_empty());
+    // Compressed for a client that accepts gzip: the same page, much smaller.
+    let gz = app
+        .http
+        .get(format!("{}/", app.url))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    assert_eq!(gz.headers()["vary"], "Accept-Encoding");
+    let body = gz.bytes().await.unwrap();
+    assert_eq!(&body[..2], &[0x1f, 0x8b]);
+    let mut html = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut html).unwrap();
+    assert_eq!(html.as_bytes(), &plain[..]);
+    assert!(
+        body.len() * 2 < plain.len(),
+        "{} vs {}",
+        body.len(),
+        plain.len()
+    );
+}

@@ -1,0 +1,155 @@
+//! The status page from memory: rendered when what it shows has changed (a write through
+//! the store) or is a second old (time moves the page too, and the command line writes
+//! silences from another process), compressed once per render, revalidated by `ETag`.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The oldest a cached page may be served.
+pub const MAX_AGE: Duration = Duration::from_secs(1);
+
+/// One rendered page.
+pub struct Page {
+    generation: u64,
+    rendered_at: Instant,
+    etag: HeaderValue,
+    html: axum::body::Bytes,
+    gzip: Option<axum::body::Bytes>,
+}
+
+#[derive(Default)]
+pub struct PageCache {
+    page: Mutex<Option<Arc<Page>>>,
+}
+
+impl PageCache {
+    /// The cached page, if it was rendered at `generation` (None: a write is under way) and
+    /// less than `MAX_AGE` ago.
+    pub fn fresh(&self, generation: Option<u64>) -> Option<Arc<Page>> {
+        let generation = generation?;
+        let page = self.page.lock().ok()?.clone()?;
+        (page.generation == generation && page.rendered_at.elapsed() < MAX_AGE).then_some(page)
+    }
+
+    /// Wraps a rendered page; keeps it when nothing was written while it rendered.
+    pub fn keep(&self, before: Option<u64>, after: Option<u64>, html: String) -> Arc<Page> {
+        let html = axum::body::Bytes::from(html);
+        let etag = format!("\"{:016x}\"", fingerprint(&html));
+        let page = Arc::new(Page {
+            generation: before.unwrap_or(u64::MAX),
+            rendered_at: Instant::now(),
+            etag: HeaderValue::from_str(&etag).expect("hex is a valid header value"),
+            gzip: gzip(&html),
+            html,
+        });
+        if before.is_some()
+            && before == after
+            && let Ok(mut slot) = self.page.lock()
+        {
+            *slot = Some(page.clone());
+        }
+        page
+    }
+}
+
+/// FNV-1a over the page: its ETag (changes when any byte does).
+fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn gzip(bytes: &[u8]) -> Option<axum::body::Bytes> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).ok()?;
+    encoder.finish().ok().map(axum::body::Bytes::from)
+}
+
+/// Whether a comma-separated header lists `token` (`Accept-Encoding: gzip, br`).
+fn lists(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.split(';').next().unwrap_or("").trim();
+            t == token || t == "*"
+        })
+}
+
+impl Page {
+    /// 304 when the client has this version; else the page, gzipped when it may be.
+    pub fn respond(&self, request: &HeaderMap) -> Response {
+        let mut response = if lists(
+            request,
+            header::IF_NONE_MATCH,
+            self.etag.to_str().unwrap_or(""),
+        ) {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            match &self.gzip {
+                Some(gz) if lists(request, header::ACCEPT_ENCODING, "gzip") => {
+                    let mut r = gz.clone().into_response();
+                    r.headers_mut()
+                        .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    r
+                }
+                _ => self.html.clone().into_response(),
+            }
+        };
+        let h = response.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        h.insert(header::ETAG, self.etag.clone());
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        // Revalidate every time (the ETag makes that cheap); never in a shared cache.
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_is_kept_only_when_nothing_was_written_while_it_rendered() {
+        let cache = PageCache::default();
+        cache.keep(Some(1), Some(2), "a".into());
+        assert!(cache.fresh(Some(1)).is_none() && cache.fresh(Some(2)).is_none());
+        cache.keep(None, Some(2), "b".into());
+        assert!(cache.fresh(Some(2)).is_none());
+        cache.keep(Some(2), Some(2), "c".into());
+        assert!(cache.fresh(Some(2)).is_some());
+        assert!(cache.fresh(Some(3)).is_none(), "a write since");
+        assert!(cache.fresh(None).is_none(), "a write under way");
+    }
+
+    #[test]
+    fn the_client_gets_304_for_its_version_and_gzip_when_it_asks() {
+        let cache = PageCache::default();
+        let page = cache.keep(Some(1), Some(1), "<html>hello</html>".repeat(100));
+        let etag = page.etag.clone();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("br, gzip;q=0.9"),
+        );
+        let r = page.respond(&h);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        h.insert(header::IF_NONE_MATCH, etag);
+        assert_eq!(page.respond(&h).status(), 304);
+        let r = page.respond(&HeaderMap::new());
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
+    }
+}
