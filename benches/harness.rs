@@ -154,13 +154,50 @@ struct Daemon {
     ready_after: Duration,
 }
 
-/// Starts the daemon pinned to core 0 and waits for READY=1 on a notify socket.
+/// Every version-2 feature the product has, for a benchmark run (SPEC §11: no budget met by
+/// turning one off): the status page poller (on the simulator's Statuspage), two named email
+/// channels with routes, a maintenance window, and (see `start_daemon`) a silence. Headroom
+/// and slowness detection are on by default and stay on.
+fn v2_features(sim: &str, smtp_port: u16) -> String {
+    let mut s = format!(
+        "[upstream_status]\nurl = \"http://{sim}/_sim/status/summary.json\"\ninterval = \"30s\"\n\n\
+         [alerts]\ngroup_wait = \"0s\"\n\n"
+    );
+    for name in ["oncall", "security"] {
+        s.push_str(&format!(
+            "[[alerts.email]]\nname = \"{name}\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp_port}\n\
+             tls = \"none\"\nfrom = \"w@example.com\"\nto = [\"{name}@example.com\"]\n\n"
+        ));
+    }
+    s.push_str(
+        "[[alerts.routes]]\ncategories = [\"auth\"]\nchannels = [\"security\"]\ncontinue = true\n\n\
+         [[alerts.routes]]\nchannels = [\"oncall\"]\n\n\
+         [[maintenance]]\nname = \"weekly\"\ntargets = [\"nightly-*\"]\nweekly = \"sun 02:00-04:00\"\n\n",
+    );
+    s
+}
+
+/// Starts the daemon pinned to core 0 and waits for READY=1 on a notify socket. Unless the
+/// config has its own `[alerts]`, every version-2 feature is configured (`v2_features`, with
+/// an SMTP port nobody listens on: these runs send no email).
 fn start_daemon(dir: &Path, config: &str) -> Daemon {
     let port = free_port();
     let db = dir.join("watch.db");
     let config_path = dir.join("bench.toml");
+    let features = if config.contains("[alerts]") {
+        String::new()
+    } else {
+        let sim = config
+            .split("base_url = \"http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or("127.0.0.1:9");
+        v2_features(sim, free_port())
+    };
+    // A silence that matches no target of the run, so that every alert path still runs.
+    silence_in(&db);
     let text = format!(
-        "[agent]\nlocation = \"bench\"\n\n[storage]\npath = \"{}\"\n\n[dashboard]\nlisten = \"127.0.0.1:{port}\"\n\n{config}",
+        "[agent]\nlocation = \"bench\"\n\n[storage]\npath = \"{}\"\n\n[dashboard]\nlisten = \"127.0.0.1:{port}\"\n\n{features}{config}",
         db.display()
     );
     std::fs::write(&config_path, text).unwrap();
@@ -195,6 +232,36 @@ fn start_daemon(dir: &Path, config: &str) -> Daemon {
     }
 }
 
+/// Stores a silence (for `nightly-*`, a week long) in the database at `db`, made if missing.
+fn silence_in(db: &Path) {
+    let db = db.to_path_buf();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let store = Store::open(&db).await.unwrap();
+                let now = openai_watch::clock::now_ms();
+                let silence = openai_watch::silence::NewSilence {
+                    target: "nightly-*".into(),
+                    category: "*".into(),
+                    error_id: "*".into(),
+                    location: "*".into(),
+                    starts_at_ms: now,
+                    ends_at_ms: now + 7 * DAY_MS,
+                    comment: "benchmark".into(),
+                };
+                if store.silences(now, false).await.unwrap().is_empty() {
+                    store.add_silence(&silence, "bench", now).await.unwrap();
+                }
+                store.close().await;
+            })
+    })
+    .join()
+    .unwrap();
+}
+
 fn targets_toml(sim: &str, n: usize, interval: &str, path: impl Fn(usize) -> String) -> String {
     let mut s = String::new();
     for i in 0..n {
@@ -225,7 +292,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Memory at 10, 100 and 1 000 targets, each probed every 60 s (the default interval).
 async fn memory_figures(report: &mut Report, sim: &str, settle: Duration) {
-    for (n, budget) in [(10, "<= 12 MiB"), (100, "<= 15 MiB"), (1000, "(no budget)")] {
+    for (n, budget) in [(10, "<= 10 MiB"), (100, "<= 10 MiB"), (1000, "(no budget)")] {
         let dir = tempfile::tempdir().unwrap();
         let d = start_daemon(
             dir.path(),
@@ -234,11 +301,7 @@ async fn memory_figures(report: &mut Report, sim: &str, settle: Duration) {
         // The first round of probes is spread over the first minute; measure after it.
         std::thread::sleep(settle);
         let (rss, hwm) = memory(d.proc.pid());
-        let limit = match n {
-            10 => Some(rss <= 12 * 1024),
-            100 => Some(rss <= 15 * 1024),
-            _ => None,
-        };
+        let limit = (n <= 100).then_some(rss <= 10 * 1024);
         report.add(
             format!("resident memory, {n} targets, steady"),
             mib(rss),
@@ -257,36 +320,45 @@ async fn memory_figures(report: &mut Report, sim: &str, settle: Duration) {
 
 /// CPU per 1 000 probes, and the sustained rate with 1 000 targets on one core.
 async fn throughput_figures(report: &mut Report, sim: &str, window: Duration) {
-    // 100 targets every second: 100 probes/s with storage and detection (10 % of them failing).
-    let dir = tempfile::tempdir().unwrap();
-    let d = start_daemon(
-        dir.path(),
-        &targets_toml(sim, 100, "1s", |i| {
-            if i % 10 == 0 {
-                "/s/server_error/v1".into()
-            } else {
-                "/s/ok/v1".into()
-            }
-        }),
-    );
-    std::thread::sleep(Duration::from_secs(3));
-    let (p0, c0) = (probe_count(&d.db).await, cpu_seconds(d.proc.pid()));
-    std::thread::sleep(window);
-    let (p1, c1) = (probe_count(&d.db).await, cpu_seconds(d.proc.pid()));
-    let per_1000 = (c1 - c0) / ((p1 - p0).max(1) as f64) * 1000.0;
-    report.add(
-        "CPU per 1 000 probes (100 targets at 1/s, 10 % failing)",
-        format!("{per_1000:.3} CPU-s"),
-        "<= 0.3 CPU-s",
-        Some(per_1000 <= 0.3),
-    );
-    d.proc.terminate();
+    // N targets every second, storage and detection included (10 % of them failing).
+    for n in [10, 100] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = start_daemon(
+            dir.path(),
+            &targets_toml(sim, n, "1s", |i| {
+                if i % 10 == 0 {
+                    "/s/server_error/v1".into()
+                } else {
+                    "/s/ok/v1".into()
+                }
+            }),
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        let (p0, c0) = (probe_count(&d.db).await, cpu_seconds(d.proc.pid()));
+        // At 10 probes/s a longer window, for as many probes to count.
+        std::thread::sleep(if n == 10 { window * 3 } else { window });
+        let (p1, c1) = (probe_count(&d.db).await, cpu_seconds(d.proc.pid()));
+        let per_1000 = (c1 - c0) / ((p1 - p0).max(1) as f64) * 1000.0;
+        report.add(
+            format!("CPU per 1 000 probes ({n} targets at 1/s, 10 % failing)"),
+            format!("{per_1000:.3} CPU-s"),
+            "<= 0.2 CPU-s",
+            Some(per_1000 <= 0.2),
+        );
+        d.proc.terminate();
+    }
 
-    // 1 000 targets every second, daemon pinned to one core: how many probes/s it sustains.
+    // 1 000 targets with three probes each every second (3 000 asked per second), daemon
+    // pinned to one core: the ceiling it sustains.
     let dir = tempfile::tempdir().unwrap();
     let d = start_daemon(
         dir.path(),
-        &targets_toml(sim, 1000, "1s", |_| "/s/ok/v1".into()),
+        &targets_toml(sim, 1000, "1s", |_| "/s/ok/v1".into()).replace(
+            "[[targets.probes]]\nkind = \"models\"\ninterval = \"1s\"\n",
+            "[[targets.probes]]\nkind = \"models\"\ninterval = \"1s\"\n\
+             [[targets.probes]]\nkind = \"chat\"\ninterval = \"1s\"\n\
+             [[targets.probes]]\nkind = \"embeddings\"\ninterval = \"1s\"\n",
+        ),
     );
     std::thread::sleep(Duration::from_secs(3));
     let (p0, t0) = (probe_count(&d.db).await, Instant::now());
@@ -294,14 +366,14 @@ async fn throughput_figures(report: &mut Report, sim: &str, window: Duration) {
     let (p1, t1) = (probe_count(&d.db).await, Instant::now());
     let rate = (p1 - p0) as f64 / (t1 - t0).as_secs_f64();
     report.add(
-        "sustained probe rate, 1 000 targets at 1/s, one core",
+        "sustained probe rate, 1 000 targets x 3 probes at 1/s, one core",
         format!("{rate:.0} probes/s"),
-        ">= 500 probes/s",
-        Some(rate >= 500.0),
+        ">= 2 000 probes/s",
+        Some(rate >= 2000.0),
     );
     let (rss, _) = memory(d.proc.pid());
     report.add(
-        "resident memory, 1 000 targets at 1/s",
+        "resident memory, 1 000 targets x 3 probes at 1/s",
         mib(rss),
         "(no budget)",
         None,
@@ -407,8 +479,8 @@ async fn history_figures(report: &mut Report, sim: &str, requests: usize) {
     report.add(
         "database size, 20 targets x 1 year, default retention",
         format!("{:.1} MB", size as f64 / 1e6),
-        "<= 100 MB",
-        Some(size <= 100_000_000),
+        "<= 50 MB",
+        Some(size <= 50_000_000),
     );
 
     // READY time on that database (median of 5 starts).
@@ -423,21 +495,31 @@ async fn history_figures(report: &mut Report, sim: &str, requests: usize) {
     report.add(
         "start to READY on that database (median of 5)",
         format!("{:.0} ms", ready[2]),
-        "<= 300 ms",
-        Some(ready[2] <= 300.0),
+        "<= 50 ms",
+        Some(ready[2] <= 50.0),
     );
 
     let d = start_daemon(dir.path(), &config);
     openai_watch::tls::install_crypto_provider();
     let http = reqwest::Client::new();
-    for (path, label) in [("/", "/"), ("/api/v1/status", "/api/v1/status")] {
+    for (path, label, budget_ms) in [("/", "/", 1.0), ("/api/v1/status", "/api/v1/status", 0.5)] {
         let url = format!("{}{path}", d.dashboard);
         let body = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+        let gz = http
+            .get(&url)
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let kib = body.len() as f64 / 1024.0;
         report.add(
-            format!("{label} size"),
-            format!("{:.0} KiB", body.len() as f64 / 1024.0),
-            "",
-            None,
+            format!("{label} size (gzip for clients that ask)"),
+            format!("{kib:.0} KiB ({:.0} KiB)", gz.len() as f64 / 1024.0),
+            if path == "/" { "<= 64 KiB" } else { "" },
+            (path == "/").then_some(kib <= 64.0),
         );
         latencies(&http, &url, 20).await; // warm up
         let l = latencies(&http, &url, requests).await;
@@ -450,8 +532,12 @@ async fn history_figures(report: &mut Report, sim: &str, requests: usize) {
                 p95,
                 percentile(&l, 0.99)
             ),
-            "p95 <= 10 ms",
-            Some(p95 <= 10.0),
+            if path == "/" {
+                "p95 <= 1 ms"
+            } else {
+                "p95 <= 0.5 ms"
+            },
+            Some(p95 <= budget_ms),
         );
     }
     d.proc.terminate();
@@ -464,7 +550,7 @@ async fn alert_latency(report: &mut Report, sim: &str, samples: usize) {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "{}{}",
-        helpers::email_alerts(smtp.port, ""),
+        v2_features(sim, smtp.port),
         targets_toml(sim, samples, "1s", |i| format!("/t/alert{i}/v1"))
     );
     let d = start_daemon(dir.path(), &config);
@@ -483,10 +569,13 @@ async fn alert_latency(report: &mut Report, sim: &str, samples: usize) {
         let flipped = openai_watch::clock::now_ms();
         let got = wait(|| smtp.mails().len() > before, Duration::from_secs(30));
         assert!(got, "no email for target {i}");
+        // The routes send an auth alert to two channels: the first email is the figure; the
+        // next sample starts once the second went out too, with the notifier idle again.
+        wait(|| smtp.mails().len() >= before + 2, Duration::from_secs(30));
         let email_at = openai_watch::clock::now_ms()
             - smtp
                 .mails()
-                .last()
+                .get(before)
                 .map_or(0, |m| m.accepted_at.elapsed().as_millis() as i64);
         let log: serde_json::Value = serde_json::from_str(
             &http
@@ -520,8 +609,8 @@ async fn alert_latency(report: &mut Report, sim: &str, samples: usize) {
     report.add(
         format!("failing probe -> email accepted, p50 / p95 ({samples} alerts)"),
         format!("{:.0} / {:.0} ms", percentile(&latencies, 0.5), p95),
-        "<= 250 ms",
-        Some(p95 <= 250.0),
+        "<= 60 ms",
+        Some(p95 <= 60.0),
     );
     d.proc.terminate();
 }
@@ -682,6 +771,24 @@ fn main() {
         }
         sim.terminate();
     });
+    report.add(
+        "PostgreSQL: 3 agents x 100 targets at 1/s, p95 write lag",
+        "not measured",
+        "<= 200 ms",
+        None,
+    );
+    println!("  (the fleet of SPEC §14 is not built yet: no PostgreSQL figure)");
+    let peer = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("vigil").is_file()));
+    if peer {
+        println!(
+            "  peer: `vigil` found, but the side-by-side run is not built yet: absolute figures only"
+        );
+    } else {
+        println!(
+            "  peer: `vigil` not found on PATH (`cargo install vigil-server --locked`): absolute figures only"
+        );
+    }
     let missed: Vec<&str> = report
         .0
         .iter()

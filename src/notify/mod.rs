@@ -256,7 +256,15 @@ pub struct Notifier {
     metrics: Arc<Metrics>,
     /// Woken by the recorder when it wrote events.
     pub wake: Arc<Notify>,
+    /// When reminders were last looked for: every `REMINDER_CHECK`, not every pass.
+    reminders_checked_at: std::sync::atomic::AtomicI64,
+    /// Whether a suppressed firing alert may wait for its silence to end: set when one is
+    /// suppressed (and at start), cleared when a look finds none.
+    maybe_suppressed: std::sync::atomic::AtomicBool,
 }
+
+/// How often reminders are looked for (the shortest reminder interval is a minute).
+const REMINDER_CHECK_MS: i64 = 10_000;
 
 impl Notifier {
     pub fn new(config: &Config, store: Store, metrics: Arc<Metrics>) -> anyhow::Result<Notifier> {
@@ -272,24 +280,39 @@ impl Notifier {
             maintenance: config.maintenance.clone(),
             installation: tokio::sync::OnceCell::new(),
             wake: Arc::new(Notify::new()),
+            reminders_checked_at: std::sync::atomic::AtomicI64::new(i64::MIN),
+            maybe_suppressed: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
     /// One pass: enqueue due reminders, then deliver every due group once. Returns the number
     /// of messages accepted.
     pub async fn run_once(&self, now: i64) -> Result<usize, StoreError> {
-        self.store
-            .enqueue_reminders(now, self.reminder_ms, self.group_wait_ms)
-            .await?;
-        let suppressor = Suppressor {
-            silences: self.store.silences(now, false).await?,
-            maintenance: self.maintenance.clone(),
-        };
-        self.refire_unsuppressed(&suppressor, now).await?;
+        use std::sync::atomic::Ordering::Relaxed;
+        // The fixed cost of a pass is kept low: a daemon with few targets makes one a second.
+        let checked = self.reminders_checked_at.load(Relaxed);
+        if now < checked || now.saturating_sub(checked) >= REMINDER_CHECK_MS {
+            self.store
+                .enqueue_reminders(now, self.reminder_ms, self.group_wait_ms)
+                .await?;
+            self.reminders_checked_at.store(now, Relaxed);
+        }
         let pending = self
             .store
             .pending_deliveries(now.saturating_add(self.group_wait_ms))
             .await?;
+        let maybe_suppressed = self.maybe_suppressed.load(Relaxed);
+        if pending.is_empty() && !maybe_suppressed {
+            return Ok(0);
+        }
+        let suppressor = Suppressor {
+            silences: self.store.silences(now, false).await?,
+            maintenance: self.maintenance.clone(),
+        };
+        if maybe_suppressed && self.refire_unsuppressed(&suppressor, now).await? {
+            // New firing events: take them into this pass.
+            return Box::pin(self.run_once(now)).await;
+        }
         let pending = self.suppress(pending, &suppressor, now).await?;
         // Group by (channel, kind, category); a group goes out when its earliest member is due.
         let mut groups: BTreeMap<GroupKey, Vec<PendingDelivery>> = BTreeMap::new();
@@ -439,21 +462,26 @@ impl Notifier {
         }
         for (reason, ids) in held.into_values() {
             self.store.mark_suppressed(&ids, &reason).await?;
+            self.maybe_suppressed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(keep)
     }
 
     /// Open incidents whose firing alert was suppressed get it now on each channel where
-    /// nothing suppresses them any more.
+    /// nothing suppresses them any more. Whether it wrote any.
     async fn refire_unsuppressed(
         &self,
         suppressor: &Suppressor,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let candidates = self.store.suppressed_firings().await?;
         if candidates.is_empty() {
-            return Ok(());
+            self.maybe_suppressed
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            return Ok(false);
         }
+        let mut wrote = false;
         let mut ids: Vec<i64> = candidates.iter().map(|(id, _)| *id).collect();
         ids.dedup();
         for row in self.store.incidents_by_id(&ids).await? {
@@ -473,9 +501,10 @@ impl Notifier {
                 self.store
                     .refire(row.id, row.category, &channels, now)
                     .await?;
+                wrote = true;
             }
         }
-        Ok(())
+        Ok(wrote)
     }
 
     /// What the stored state of the status page says for an alert of `category`: read from

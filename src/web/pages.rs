@@ -38,8 +38,8 @@ struct TargetCard {
     last_probe_at: String,
     message: String,
     latency_ms: String,
-    day: Vec<view::Run>,
-    quarter: Vec<view::Run>,
+    day: Vec<view::ColourPath>,
+    quarter: Vec<view::ColourPath>,
     latency: view::Chart,
     latency_max: i64,
     headroom: Vec<view::HeadroomView>,
@@ -117,8 +117,8 @@ async fn render_index(state: &AppState) -> Result<String, Error> {
             latency_ms: latest
                 .as_ref()
                 .map_or_else(String::new, |p| format!("{} ms", p.latency_ms)),
-            day: view::runs(&day_frame.bar(&recent), 10),
-            quarter: view::runs(&quarter_frame.bar(quarter), 3),
+            day: view::colour_paths(&day_frame.bar(&recent), 10, "hours"),
+            quarter: view::colour_paths(&quarter_frame.bar(quarter), 3, "days"),
             latency: view::Chart::new(&latency, "mean latency per hour"),
             latency_max,
             headroom: view::headroom(

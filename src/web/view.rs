@@ -168,46 +168,61 @@ impl Chart {
     }
 }
 
-/// Neighbouring slots of a bar with nothing to tell apart (healthy, or no probes) drawn as
-/// one rectangle; every slot with a problem keeps its own, with its counts as hover text.
+/// A bar drawn as one path per colour: a few hundred bytes instead of an element (and a
+/// hover text) per slot. Each colour's hover text says how many slots it covers.
 #[derive(Debug, Clone)]
-pub struct Run {
-    pub x: usize,
-    pub width: usize,
+pub struct ColourPath {
     pub class: &'static str,
+    pub d: String,
     pub title: String,
 }
 
-/// Runs of `segments` for slots `pitch` apart, each `pitch - 1` wide.
-pub fn runs(segments: &[Segment], pitch: usize) -> Vec<Run> {
-    let mut out: Vec<(usize, usize, &Segment, &Segment)> = Vec::new();
+/// The paths of `segments` for slots `pitch` apart: each run of neighbouring slots of one
+/// colour is one horizontal stroke (`M{x} 8h{len}`); the page's style draws it 16 high and
+/// dashed `pitch - 1` on, 1 off, so that slots still show apart. `unit` names a slot in the
+/// hover text ("hours", "days").
+pub fn colour_paths(segments: &[Segment], pitch: usize, unit: &str) -> Vec<ColourPath> {
+    let mut out: Vec<(ColourPath, usize)> = Vec::new();
+    let mut previous: Option<(&'static str, usize)> = None;
     for s in segments {
-        let quiet = matches!(s.class, "c-ok" | "c-none");
-        match out.last_mut() {
-            Some((_, n, first, last)) if quiet && first.class == s.class => {
-                *n += 1;
-                *last = s;
+        let i = match out.iter().position(|(p, _)| p.class == s.class) {
+            Some(i) => i,
+            None => {
+                out.push((
+                    ColourPath {
+                        class: s.class,
+                        d: String::new(),
+                        title: String::new(),
+                    },
+                    0,
+                ));
+                out.len() - 1
             }
-            _ => out.push((s.x, 1, s, s)),
+        };
+        let (path, n) = &mut out[i];
+        *n += 1;
+        match previous {
+            // The run goes on: lengthen its stroke (rewrite the number after the last `h`).
+            Some((class, x)) if class == s.class && x + 1 == s.x => {
+                let at = path.d.rfind('h').expect("a run has a stroke") + 1;
+                let len: usize = path.d[at..].parse().unwrap_or(0);
+                path.d.truncate(at);
+                path.d.push_str(&(len + pitch).to_string());
+            }
+            _ => path.d.push_str(&format!("M{} 8h{pitch}", s.x * pitch)),
         }
+        previous = Some((s.class, s.x));
     }
+    let total = segments.len();
     out.into_iter()
-        .map(|(x, n, first, last)| Run {
-            x: x * pitch,
-            width: n * pitch - 1,
-            class: first.class,
-            title: if n == 1 {
-                first.title.clone()
-            } else {
-                let from = first.title.split(": ").next().unwrap_or("");
-                let to = last.title.split(": ").next().unwrap_or("");
-                let what = if first.class == "c-ok" {
-                    "healthy"
-                } else {
-                    "no probes"
-                };
-                format!("{from} to {to}: {what}")
-            },
+        .map(|(mut p, n)| {
+            let what = match p.class {
+                "c-none" => "no probes",
+                "c-ok" => "healthy",
+                class => class.trim_start_matches("c-"),
+            };
+            p.title = format!("{what}: {n} of {total} {unit}");
+            p
         })
         .collect()
 }
@@ -487,34 +502,26 @@ mod tests {
     }
 
     #[test]
-    fn quiet_slots_merge_into_runs_and_problems_keep_their_own() {
+    fn a_bar_is_one_path_per_colour() {
         let seg = |x, class: &'static str| Segment {
             x,
             class,
             title: format!("slot {x}: detail"),
         };
-        let segments = [
+        let segments = [seg(0, "c-ok"), seg(1, "c-outage"), seg(2, "c-ok")];
+        let paths = colour_paths(&segments, 10, "hours");
+        assert_eq!(paths.len(), 2);
+        let run = [
             seg(0, "c-ok"),
             seg(1, "c-ok"),
-            seg(2, "c-outage"),
-            seg(3, "c-ok"),
-            seg(4, "c-none"),
-            seg(5, "c-none"),
+            seg(2, "c-ok"),
+            seg(4, "c-ok"),
         ];
-        let runs = runs(&segments, 10);
-        let shape: Vec<(usize, usize, &str)> =
-            runs.iter().map(|r| (r.x, r.width, r.class)).collect();
-        assert_eq!(
-            shape,
-            [
-                (0, 19, "c-ok"),
-                (20, 9, "c-outage"),
-                (30, 9, "c-ok"),
-                (40, 19, "c-none")
-            ]
-        );
-        assert_eq!(runs[0].title, "slot 0 to slot 1: healthy");
-        assert_eq!(runs[1].title, "slot 2: detail");
+        assert_eq!(colour_paths(&run, 3, "days")[0].d, "M0 8h9M12 8h3");
+        assert_eq!(paths[0].class, "c-ok");
+        assert_eq!(paths[0].d, "M0 8h10M20 8h10");
+        assert_eq!(paths[0].title, "healthy: 2 of 3 hours");
+        assert_eq!(paths[1].title, "outage: 1 of 3 hours");
         let chart = Chart::new(
             &[LatencyBar {
                 x: 0,

@@ -92,7 +92,8 @@ async fn headroom_opens_at_ninety_percent_used_resolves_at_half_and_survives_a_r
         "{page}"
     );
     assert!(
-        page.contains("at most 95% of a rate limit used"),
+        page.contains("highest share of a rate limit used per hour (UTC): ")
+            && page.contains(" 95%</title>"),
         "the hourly bar"
     );
 
