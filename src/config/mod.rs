@@ -36,6 +36,8 @@ use std::time::Duration;
 pub struct Document {
     raw: RawConfig,
     src: Source,
+    /// The maintenance windows, resolved once while validating (time zones looked up).
+    maintenance: Vec<crate::silence::Maintenance>,
 }
 
 /// The dashboard, its token read.
@@ -146,9 +148,13 @@ impl Document {
             .map(|t| t.name.get_ref().as_str())
             .collect();
         alerts::validate(&src, &raw.alerts, &names)?;
-        maintenance::resolve(&src, &raw.maintenance, &names)?;
+        let maintenance = maintenance::resolve(&src, &raw.maintenance, &names)?;
         validate_tokens(&src, &raw.dashboard)?;
-        Ok(Document { raw, src })
+        Ok(Document {
+            raw,
+            src,
+            maintenance,
+        })
     }
 
     /// The file this was read from.
@@ -198,12 +204,6 @@ impl Document {
                 tokens.push((t.name.get_ref().clone(), secret));
             }
         }
-        let names: Vec<&str> = raw
-            .targets
-            .iter()
-            .map(|t| t.name.get_ref().as_str())
-            .collect();
-        let maintenance = maintenance::resolve(src, &raw.maintenance, &names)?;
         Ok(Config {
             source: src.file.clone(),
             location: raw
@@ -218,7 +218,7 @@ impl Document {
                 public_url: raw.dashboard.public_url.clone(),
                 tokens,
             },
-            maintenance,
+            maintenance: self.maintenance.clone(),
             detection: raw.detection.clone(),
             upstream_status: UpstreamStatus {
                 url: raw.upstream_status.url.clone().unwrap_or_else(|| {

@@ -297,7 +297,7 @@ impl Notifier {
                 .await?;
             self.reminders_checked_at.store(now, Relaxed);
         }
-        let pending = self
+        let mut pending = self
             .store
             .pending_deliveries(now.saturating_add(self.group_wait_ms))
             .await?;
@@ -311,7 +311,10 @@ impl Notifier {
         };
         if maybe_suppressed && self.refire_unsuppressed(&suppressor, now).await? {
             // New firing events: take them into this pass.
-            return Box::pin(self.run_once(now)).await;
+            pending = self
+                .store
+                .pending_deliveries(now.saturating_add(self.group_wait_ms))
+                .await?;
         }
         let pending = self.suppress(pending, &suppressor, now).await?;
         // Group by (channel, kind, category); a group goes out when its earliest member is due.

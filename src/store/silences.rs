@@ -175,17 +175,4 @@ impl Store {
         self.commit(tx).await?;
         Ok(Acked::Acked(row))
     }
-
-    /// The audit trail, newest first: (at, actor, action, detail).
-    pub async fn audit_log(
-        &self,
-        limit: i64,
-    ) -> Result<Vec<(i64, String, String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "select at_ms, actor, action, detail from audit_log order by id desc limit ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
-    }
 }
