@@ -12,7 +12,7 @@ macro_rules! vocabulary {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
         #[serde(rename_all = "snake_case")]
-        #[sqlx(rename_all = "snake_case")]
+        #[sqlx(rename_all = "snake_case", type_name = "text")]
         pub enum $name {
             $($(#[$vmeta])* $variant,)+
         }
@@ -64,6 +64,9 @@ vocabulary! {
         Headroom = "headroom",
         /// A leading signal: answers are much slower than usual (SPEC §13).
         Slow = "slow",
+        /// An agent of the fleet has stopped writing its heartbeat (SPEC §14): raised by the
+        /// agents that are still running.
+        Monitor = "monitor",
     }
 }
 

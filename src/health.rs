@@ -64,6 +64,13 @@ impl Health {
         *self.local_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some((now_ms, reason));
     }
 
+    /// Whether the scheduler has beaten recently (an agent whose scheduler is stuck is not
+    /// watching anything, and says so by staying silent).
+    pub fn scheduler_ok(&self, now_ms: i64) -> bool {
+        let beat = self.heartbeat_ms.load(Ordering::Relaxed);
+        beat != 0 && now_ms - beat <= STALE_AFTER_MS
+    }
+
     /// `Ok` when healthy, else why not.
     pub fn check(&self, now_ms: i64) -> Result<(), String> {
         let beat = self.heartbeat_ms.load(Ordering::Relaxed);

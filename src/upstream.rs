@@ -149,6 +149,7 @@ pub async fn poll(
     store: Store,
     config: watch::Receiver<Arc<crate::config::Config>>,
     metrics: Arc<crate::metrics::Metrics>,
+    leadership: Arc<crate::daemon::fleet::Leadership>,
     cancel: CancellationToken,
 ) {
     crate::tls::install_crypto_provider();
@@ -165,7 +166,12 @@ pub async fn poll(
     };
     loop {
         let settings = config.borrow().upstream_status.clone();
-        if settings.enabled {
+        if settings.enabled && !leadership.is_leader() {
+            // Another agent of the fleet polls the page; this one reads what it stored.
+            if let Ok(Some((state, _, _))) = store.upstream_state(settings.url.as_str()).await {
+                metrics.set_upstream_indicator(indicator_level(&state));
+            }
+        } else if settings.enabled {
             // A fetch in progress never holds up shutdown.
             tokio::select! {
                 () = cancel.cancelled() => return,

@@ -31,8 +31,8 @@ pub static OK: Entry = entry!(
     resolution: "Nothing to do.",
 );
 
-/// Leading signals: not answers of the API but what healthy answers say (SPEC §13). Never
-/// matched by `classify()`; the detector opens them from what a probe observed.
+/// Leading signals: not answers of the API but what healthy answers say (SPEC §13), and the
+/// silence of an agent of the fleet (SPEC §14). Never matched by `classify()`.
 pub static SIGNALS: &[Entry] = &[
     entry!(
     "slow", "answers much slower than usual", &[], Slow, Warning,
@@ -45,6 +45,12 @@ pub static SIGNALS: &[Entry] = &[
     codes: &[], types: &[], messages: &[], status: StatusRule::None,
     cause: "The account has used most of a rate limit of this model in the current window (the x-ratelimit-* headers of healthy answers say how much is left; the application's own traffic counts): requests beyond it will get 429 rate_limit_exceeded.",
     resolution: "Spread the traffic over the window, batch requests, move work to the Batch API, or use another model for part of it; if the load is meant to stay, request a higher usage tier (Limits page of the organization settings). The message names the limit (requests or tokens), the model and how much is left.",
+    ),
+    entry!(
+    "agent_silent", "monitoring agent silent", &[], Monitor, Critical,
+    codes: &[], types: &[], messages: &[], status: StatusRule::None,
+    cause: "An agent of the fleet has written no heartbeat to the shared database for longer than its silent_after: its machine, its network to the database, or the daemon itself is down, and nothing is probed from its location meanwhile. The other agents raised this.",
+    resolution: "Check the agent's machine and `systemctl status openai-watch` there, and its connection to the database. The incident resolves by itself when the agent writes its next heartbeat. An agent retired on purpose stays in the agents table: delete its row there.",
     ),
 ];
 

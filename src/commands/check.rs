@@ -104,7 +104,7 @@ pub async fn run(config: &Config, json: bool, out: &mut impl Write) -> anyhow::R
         .filter(|o| !o.local_failure)
         .cloned()
         .collect();
-    match Store::open(&config.storage.path).await {
+    match Store::connect(&config.database).await {
         Ok(store) => {
             if let Err(e) = store.insert_probes(&config.location, &answered).await {
                 eprintln!("warning: results not recorded: {e}");

@@ -10,7 +10,7 @@ use std::io::Write;
 pub fn describe(config: &Config, out: &mut impl Write) -> anyhow::Result<Exit> {
     writeln!(out, "config {} is valid", config.source.display())?;
     writeln!(out, "location: {}", config.location)?;
-    writeln!(out, "database: {}", config.storage.path.display())?;
+    writeln!(out, "database: {}", config.database.describe())?;
     writeln!(out, "targets: {}", config.targets.len())?;
     for t in &config.targets {
         let key = if t.api_key.is_some() {

@@ -41,7 +41,11 @@ impl Backend {
     ) -> Result<Backend, Exit> {
         let Some(url) = &remote.url else {
             let doc = doc()?;
-            return Store::open(&doc.storage().path)
+            let database = doc.database().map_err(|e| {
+                eprintln!("{e}");
+                Exit::Config
+            })?;
+            return Store::connect(&database)
                 .await
                 .map(Backend::Database)
                 .map_err(|e| {

@@ -3,19 +3,23 @@
 
 use super::Exit;
 use crate::config::Document;
-use crate::store::Store;
+use crate::store::{Database, Store};
 use std::io::Write;
 
 /// Runs `status`; the database must exist (this command never creates one).
 pub async fn run(doc: &Document, json: bool, out: &mut impl Write) -> anyhow::Result<Exit> {
-    let path = &doc.storage().path;
-    if !path.exists() {
-        anyhow::bail!(
-            "no database at {}: the daemon has not run with this config yet",
-            path.display()
-        );
-    }
-    let store = Store::open_read_only(path).await?;
+    let store = match doc.database()? {
+        Database::Sqlite(path) => {
+            if !path.exists() {
+                anyhow::bail!(
+                    "no database at {}: the daemon has not run with this config yet",
+                    path.display()
+                );
+            }
+            Store::open_read_only(&path).await?
+        }
+        Database::Postgres(url) => Store::open_postgres(&url, false).await?,
+    };
     let names = doc.target_names();
     let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
     let status = crate::status::read(&names, &store).await?;

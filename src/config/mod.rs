@@ -68,6 +68,12 @@ pub struct Config {
     /// Where this daemon probes from: `[agent] location`, else the host name.
     pub location: String,
     pub storage: Storage,
+    /// The database `[storage]` names: SQLite (`path`) or PostgreSQL (`url…`).
+    pub database: crate::store::Database,
+    /// `[agent] silent_after`, resolved: how long another agent may be silent.
+    pub silent_after: Duration,
+    /// `[agent] heartbeat_url`.
+    pub heartbeat_url: Option<reqwest::Url>,
     pub dashboard: Dashboard,
     pub detection: Detection,
     pub targets: Vec<Target>,
@@ -86,6 +92,74 @@ pub struct UpstreamStatus {
 
 /// OpenAI's status page (Statuspage v2).
 pub const DEFAULT_STATUS_URL: &str = "https://status.openai.com/api/v2/summary.json";
+
+/// `path` and a URL name two databases: one of them only. One URL source only.
+fn validate_storage(src: &Source, storage: &Storage) -> Result<(), ConfigError> {
+    let sources = storage.url_sources();
+    sources.check_one(src, "url", "storage.url")?;
+    let url_span = storage
+        .url
+        .as_ref()
+        .map(|u| u.span())
+        .or_else(|| sources.env.as_ref().map(|u| u.span()))
+        .or_else(|| sources.file.as_ref().map(|u| u.span()))
+        .or_else(|| sources.credential.as_ref().map(|u| u.span()));
+    if storage.url.is_some()
+        && (sources.env.is_some() || sources.file.is_some() || sources.credential.is_some())
+    {
+        return Err(src.err_plain(
+            url_span,
+            "storage.url: give only one of url, url_env, url_file and url_credential".into(),
+        ));
+    }
+    if let (Some(_), Some(span)) = (&storage.path, url_span) {
+        return Err(src.err_plain(
+            Some(span),
+            "storage: give either path (SQLite) or url (PostgreSQL), not both".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The longest probe interval of the config.
+fn longest_interval(targets: &[raw::RawTarget]) -> Duration {
+    targets
+        .iter()
+        .flat_map(|t| t.probes.iter().map(|p| p.interval.get_ref().0))
+        .max()
+        .unwrap_or(Duration::from_secs(60))
+}
+
+/// `[agent] silent_after`: at least 2 × the longest interval (a slower agent is not silent).
+fn validate_agent(
+    src: &Source,
+    agent: Option<&raw::Agent>,
+    targets: &[raw::RawTarget],
+) -> Result<(), ConfigError> {
+    let Some(given) = agent.and_then(|a| a.silent_after.as_ref()) else {
+        return Ok(());
+    };
+    let least = longest_interval(targets) * 2;
+    if given.get_ref().0 < least {
+        return Err(src.err_at(
+            given.span(),
+            "agent.silent_after",
+            format!(
+                "must be at least twice the longest probe interval ({})",
+                humantime::format_duration(least)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[agent] silent_after`, or its default: 3 × the longest interval, at least 3 minutes.
+fn silent_after(agent: Option<&raw::Agent>, targets: &[raw::RawTarget]) -> Duration {
+    agent
+        .and_then(|a| a.silent_after.as_ref())
+        .map(|s| s.get_ref().0)
+        .unwrap_or_else(|| (longest_interval(targets) * 3).max(Duration::from_secs(180)))
+}
 
 /// Resolves the config path as SPEC §2 says: `--config`, else `$OPENAI_WATCH_CONFIG`, else
 /// `./config/openai-watch.toml`, else `/etc/openai-watch/openai-watch.toml`.
@@ -150,6 +224,8 @@ impl Document {
         alerts::validate(&src, &raw.alerts, &names)?;
         let maintenance = maintenance::resolve(&src, &raw.maintenance, &names)?;
         validate_tokens(&src, &raw.dashboard)?;
+        validate_storage(&src, &raw.storage)?;
+        validate_agent(&src, raw.agent.as_ref(), &raw.targets)?;
         Ok(Document {
             raw,
             src,
@@ -164,6 +240,37 @@ impl Document {
 
     pub fn storage(&self) -> &Storage {
         &self.raw.storage
+    }
+
+    /// The database `[storage]` names, reading the PostgreSQL URL from its source when it is
+    /// a secret (and nothing else: `status` needs no API key).
+    pub fn database(&self) -> Result<crate::store::Database, ConfigError> {
+        let storage = &self.raw.storage;
+        let from_source = storage.url_sources().read(&self.src, "storage.url")?;
+        let url = match (&storage.url, from_source) {
+            (Some(url), _) => secrecy::SecretString::from(url.get_ref().clone()),
+            (None, Some(secret)) => secret,
+            (None, None) => return Ok(crate::store::Database::Sqlite(storage.sqlite_path())),
+        };
+        let span = storage
+            .url
+            .as_ref()
+            .map(|u| u.span())
+            .or_else(|| storage.url_env.as_ref().map(|u| u.span()))
+            .or_else(|| storage.url_file.as_ref().map(|u| u.span()))
+            .or_else(|| storage.url_credential.as_ref().map(|u| u.span()));
+        let scheme_ok = {
+            use secrecy::ExposeSecret;
+            let u = url.expose_secret();
+            u.starts_with("postgres://") || u.starts_with("postgresql://")
+        };
+        if !scheme_ok {
+            return Err(self.src.err_plain(
+                span,
+                "storage.url: not a PostgreSQL URL (postgres://user@host:5432/database)".into(),
+            ));
+        }
+        Ok(crate::store::Database::Postgres(url))
     }
 
     /// The configured target names, in order.
@@ -213,6 +320,9 @@ impl Document {
                 .filter(|l| !l.trim().is_empty())
                 .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned()),
             storage: raw.storage.clone(),
+            database: self.database()?,
+            silent_after: silent_after(raw.agent.as_ref(), &raw.targets),
+            heartbeat_url: raw.agent.as_ref().and_then(|a| a.heartbeat_url.clone()),
             dashboard: Dashboard {
                 listen: raw.dashboard.listen,
                 public_url: raw.dashboard.public_url.clone(),
@@ -349,8 +459,12 @@ mod tests {
             c.targets[0].endpoint("models"),
             "http://127.0.0.1:1/v1/models"
         );
-        assert_eq!(c.alerts.categories.len(), 5);
-        assert_eq!(c.storage.path, PathBuf::from("openai-watch.db"));
+        assert_eq!(c.alerts.categories.len(), 6);
+        assert_eq!(
+            c.database.sqlite_path(),
+            Some(PathBuf::from("openai-watch.db").as_path())
+        );
+        assert_eq!(c.silent_after, Duration::from_secs(180));
     }
 
     #[test]

@@ -90,6 +90,13 @@ impl Default for RawUpstreamStatus {
 pub struct Agent {
     /// Default: the host name.
     pub location: Option<String>,
+    /// How long another agent may go without a heartbeat before the others raise a
+    /// `monitor` incident about it. Default: 3 × the longest probe interval, at least 3 min;
+    /// at least 2 × the longest interval when given.
+    pub silent_after: Option<Spanned<Dur>>,
+    /// A dead-man's switch: fetched (GET) every minute while the scheduler is healthy.
+    #[serde(default, deserialize_with = "values::opt_url")]
+    pub heartbeat_url: Option<reqwest::Url>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,7 +104,13 @@ pub struct Agent {
 pub struct Storage {
     /// The SQLite database; relative paths are relative to the working directory.
     #[serde(deserialize_with = "db_path")]
-    pub path: PathBuf,
+    pub path: Option<Spanned<PathBuf>>,
+    /// A PostgreSQL database (`postgres://…`) instead of `path`: a fleet of agents shares it.
+    /// The URL may hold a password, so it can also come from a secret source.
+    pub url: Option<Spanned<String>>,
+    pub url_env: Option<Spanned<String>>,
+    pub url_file: Option<Spanned<PathBuf>>,
+    pub url_credential: Option<Spanned<String>>,
     /// 1 hour to 10 years.
     #[serde(deserialize_with = "values::dur_within::<_, HOUR_MS, TEN_YEARS_MS>")]
     pub raw_retention: Dur,
@@ -106,24 +119,49 @@ pub struct Storage {
     pub rollup_retention: Dur,
 }
 
+/// The SQLite file when the config names none.
+pub const DEFAULT_DB_PATH: &str = "openai-watch.db";
+
 impl Default for Storage {
     fn default() -> Self {
         Storage {
-            path: PathBuf::from("openai-watch.db"),
+            path: None,
+            url: None,
+            url_env: None,
+            url_file: None,
+            url_credential: None,
             raw_retention: Dur(Duration::from_secs(14 * 86_400)),
             rollup_retention: Dur(Duration::from_secs(400 * 86_400)),
         }
     }
 }
 
-fn db_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
-    let v = PathBuf::deserialize(d)?;
-    if v.as_os_str().is_empty() {
+impl Storage {
+    /// The SQLite file this names (the default when neither `path` nor a URL is given).
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.path
+            .as_ref()
+            .map_or_else(|| PathBuf::from(DEFAULT_DB_PATH), |p| p.get_ref().clone())
+    }
+
+    /// Where the PostgreSQL URL comes from, when it is a secret.
+    pub fn url_sources(&self) -> SecretSources {
+        SecretSources {
+            env: self.url_env.clone(),
+            file: self.url_file.clone(),
+            credential: self.url_credential.clone(),
+        }
+    }
+}
+
+fn db_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<PathBuf>>, D::Error> {
+    let v = Spanned::<PathBuf>::deserialize(d)?;
+    if v.get_ref().as_os_str().is_empty() {
         return Err(serde::de::Error::custom(
             "the database path must not be empty",
         ));
     }
-    Ok(v)
+    Ok(Some(v))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -451,6 +489,8 @@ impl Default for RawAlerts {
                 Category::Region,
                 Category::Outage,
                 Category::Overload,
+                // Only a fleet raises it (SPEC §14): an agent that went silent.
+                Category::Monitor,
             ],
             reminder_interval: Dur(Duration::from_secs(4 * 3600)),
             send_resolved: true,

@@ -18,7 +18,12 @@ const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Prunes raw probes and rollups past their retention, in small batches; now and then asks
 /// SQLite to refresh its statistics. Never VACUUMs: freed pages are reused.
-pub async fn run(store: Store, config: watch::Receiver<Arc<Config>>, cancel: CancellationToken) {
+pub async fn run(
+    store: Store,
+    config: watch::Receiver<Arc<Config>>,
+    leadership: Arc<super::fleet::Leadership>,
+    cancel: CancellationToken,
+) {
     let mut next_optimize = tokio::time::Instant::now() + OPTIMIZE_EVERY;
     let mut wait = FIRST_MAINTENANCE;
     loop {
@@ -27,6 +32,10 @@ pub async fn run(store: Store, config: watch::Receiver<Arc<Config>>, cancel: Can
             () = tokio::time::sleep(wait) => {}
         }
         wait = MAINTENANCE_EVERY;
+        if !leadership.is_leader() {
+            // Another agent of the fleet prunes the shared database.
+            continue;
+        }
         let storage = config.borrow().storage.clone();
         let now = crate::clock::now_ms();
         let raw_cutoff = now.saturating_sub(crate::clock::millis(storage.raw_retention.0));

@@ -2,6 +2,7 @@
 //! maintenance loop and the web server, reloads the config on request, and stops them in
 //! order on shutdown.
 
+pub mod fleet;
 pub mod maintenance;
 pub mod recorder;
 
@@ -36,25 +37,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     mut reload: mpsc::Receiver<()>,
 ) -> anyhow::Result<()> {
-    if let Some(dir) = config
-        .storage
-        .path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        // Best effort: a missing directory is reported with its path just below.
-        let _ = std::fs::create_dir_all(dir);
-    }
-    // One writer per database; `check` and `status` work beside it.
-    let writer = WriterLock::try_acquire(&config.storage.path)?;
-    let store = Store::open_as_writer(&config.storage.path, &writer)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot start with the database {}",
-                config.storage.path.display()
-            )
-        })?;
+    let (store, writer) = open_store(&config).await.with_context(|| {
+        format!(
+            "cannot start with the database {}",
+            config.database.describe()
+        )
+    })?;
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(config.dashboard.listen)
@@ -67,7 +55,7 @@ pub async fn run(
             })?,
     };
     let addr = listener.local_addr()?;
-    tracing::info!(targets = config.targets.len(), location = %config.location, db = %config.storage.path.display(), "openai-watch started");
+    tracing::info!(targets = config.targets.len(), location = %config.location, db = %config.database.describe(), "openai-watch started");
     tracing::info!("dashboard listening on http://{addr}");
     for warning in config.warnings() {
         tracing::warn!("{warning}");
@@ -103,16 +91,32 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let (tx, rx) = mpsc::channel(QUEUE);
     tracker.spawn(recorder.run(rx));
+    let wake_notifier = notifier.wake.clone();
     tracker.spawn(notifier.run(config_rx.clone(), cancel.clone()));
+    let leadership = Arc::new(fleet::Leadership::new(store.is_postgres()));
     tracker.spawn(crate::upstream::poll(
         store.clone(),
         config_rx.clone(),
         metrics.clone(),
+        leadership.clone(),
+        cancel.clone(),
+    ));
+    tracker.spawn(fleet::lead(
+        store.clone(),
+        leadership.clone(),
+        cancel.clone(),
+    ));
+    tracker.spawn(fleet::heartbeat(
+        store.clone(),
+        config_rx.clone(),
+        health.clone(),
+        wake_notifier,
         cancel.clone(),
     ));
     tracker.spawn(maintenance::run(
         store.clone(),
         config_rx.clone(),
+        leadership.clone(),
         cancel.clone(),
     ));
     let web_cancel = cancel.clone();
@@ -184,13 +188,29 @@ fn status_line(config: &Config, open: i64) -> String {
     )
 }
 
+/// Opens the config's database. A SQLite file has one writer, this daemon, which holds its
+/// lock while it runs (`check` and `status` work beside it); a PostgreSQL database is shared
+/// by the agents of a fleet.
+async fn open_store(config: &Config) -> anyhow::Result<(Store, Option<WriterLock>)> {
+    let Some(path) = config.database.sqlite_path() else {
+        return Ok((Store::connect(&config.database).await?, None));
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Best effort: a missing directory is reported with its path just below.
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let writer = WriterLock::try_acquire(path)?;
+    let store = Store::open_as_writer(path, &writer).await?;
+    Ok((store, Some(writer)))
+}
+
 /// Reads the config file again and builds what the new config needs (the HTTP client, the
 /// alert channels) before anything is replaced: a reload either takes effect whole or not at
 /// all.
 fn prepare_reload(current: &Config) -> anyhow::Result<(Config, Prober)> {
     let new = Config::load(&current.source)?;
-    if new.storage.path != current.storage.path {
-        anyhow::bail!("[storage] path cannot change on reload; restart the daemon");
+    if new.database.describe() != current.database.describe() {
+        anyhow::bail!("[storage] cannot change on reload; restart the daemon");
     }
     if new.dashboard.listen != current.dashboard.listen {
         tracing::warn!("[dashboard] listen changes only on restart");

@@ -56,6 +56,7 @@ impl Recorder {
         let current = config.borrow().clone();
         let states = store
             .load_detector_states(
+                &current.location,
                 crate::clock::now_ms(),
                 crate::clock::millis(current.detection.window.0),
             )
@@ -143,7 +144,7 @@ impl Recorder {
             .filter(|t| !watched(t))
             .cloned()
             .collect();
-        match self.store.targets_with_open_incidents().await {
+        match self.store.targets_with_open_incidents(&self.location).await {
             Ok(open) => out.extend(open.into_iter().filter(|t| !watched(t))),
             Err(e) => tracing::warn!(error = %e, "cannot list open incidents; will retry"),
         }
@@ -160,7 +161,7 @@ impl Recorder {
         for target in std::mem::take(&mut self.removed) {
             match self
                 .store
-                .resolve_removed_target(&target, now, &self.routing)
+                .resolve_removed_target(&self.location, &target, now, &self.routing)
                 .await
             {
                 Ok(recorded) => {

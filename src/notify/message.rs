@@ -27,10 +27,36 @@ pub struct IncidentView {
     pub probe_count: i64,
     pub message: Option<String>,
     pub request_id: Option<String>,
+    /// Where it is seen and where it is healthy, for a fleet: "unsupported_region from
+    /// fra-1 only; iad-1 healthy". None on one machine.
+    #[serde(rename = "where")]
+    pub where_seen: Option<String>,
+    pub locations: Vec<String>,
     pub cause: String,
     pub resolution: String,
     pub docs_url: String,
     pub dashboard_url: String,
+}
+
+/// "unsupported_region from fra-1 only; iad-1 healthy", "… from fra-1, iad-1 (every
+/// location)", or for a resolved incident "was seen from fra-1": only when more than one
+/// location is in the picture.
+fn where_seen(row: &IncidentRow) -> Option<String> {
+    if row.locations.is_empty() || (row.locations.len() == 1 && row.healthy_locations.is_empty()) {
+        return None;
+    }
+    let seen = row.locations.join(", ");
+    Some(if row.resolved_at_ms.is_some() {
+        format!("{} was seen from {seen}", row.last_error_id)
+    } else if row.healthy_locations.is_empty() {
+        format!("{} from {seen} (every location)", row.last_error_id)
+    } else {
+        format!(
+            "{} from {seen} only; {} healthy",
+            row.last_error_id,
+            row.healthy_locations.join(", ")
+        )
+    })
 }
 
 impl IncidentView {
@@ -52,6 +78,8 @@ impl IncidentView {
             probe_count: row.probe_count,
             message: row.last_message.clone(),
             request_id: row.request_id.clone(),
+            where_seen: where_seen(row),
+            locations: row.locations.clone(),
             cause: entry.map_or("", |e| e.cause).to_string(),
             resolution: entry.map_or("", |e| e.resolution).to_string(),
             docs_url: catalog::DOCS_URL.to_string(),
@@ -168,6 +196,9 @@ impl Alert {
             out.push_str(&format!("\nTarget:      {} ({})\n", i.target, i.base_url));
             out.push_str(&format!("Probe:       {}\n", i.probe));
             out.push_str(&format!("Category:    {}\n", i.category));
+            if let Some(w) = &i.where_seen {
+                out.push_str(&format!("Where:       {w}\n"));
+            }
             out.push_str(&format!("Error:       {} — {}\n", i.error_id, i.title));
             out.push_str(&format!(
                 "HTTP status: {}\n",
@@ -254,6 +285,9 @@ impl Alert {
                 slack_escape(&i.resolution),
                 slack_escape(&i.dashboard_url)
             ));
+            if let Some(w) = &i.where_seen {
+                text.push_str(&format!("\n  _Where:_ {}", slack_escape(w)));
+            }
             if let Some(a) = &i.acknowledged {
                 text.push_str(&format!("\n  _{}_", slack_escape(a)));
             }
@@ -281,6 +315,22 @@ struct AlertHtml<'a> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_fleet_alert_says_where_it_is_seen_and_where_it_is_healthy() {
+        let a = alert();
+        assert_eq!(
+            a.incidents[0].where_seen.as_deref(),
+            Some("insufficient_quota from fra-1 only; iad-1 healthy")
+        );
+        assert!(
+            a.text()
+                .contains("Where:       insufficient_quota from fra-1 only; iad-1 healthy"),
+            "{}",
+            a.text()
+        );
+        assert!(a.html().unwrap().contains("from fra-1 only; iad-1 healthy"));
+    }
+
     fn alert() -> Alert {
         let row = IncidentRow {
             id: 7,
@@ -300,6 +350,8 @@ mod tests {
             acked_at_ms: Some(1_700_000_030_000),
             acked_by: Some("alice".into()),
             ack_comment: Some("fixing <billing>".into()),
+            locations: vec!["fra-1".into()],
+            healthy_locations: vec!["iad-1".into()],
         };
         Alert {
             kind: MessageKind::Firing,

@@ -25,6 +25,9 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// Longest one delivery attempt may take, whatever the channel does.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a claim on a delivery lasts: longer than a send may take. An agent killed
+/// mid-send leaves its deliveries to the others after this.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
 /// How long a delivery in progress may go on once shutdown is requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// After this long, a delivery that was never accepted is marked failed.
@@ -208,6 +211,8 @@ pub async fn test(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Tes
         acked_at_ms: None,
         acked_by: None,
         ack_comment: None,
+        locations: Vec::new(),
+        healthy_locations: Vec::new(),
     };
     let alert = renderer.alert(MessageKind::Test, Category::Auth, &[row]);
     let mut out = Vec::new();
@@ -349,6 +354,11 @@ impl Notifier {
                 continue;
             }
             let Some((_, channel)) = self.channels.iter().find(|(n, _)| *n == channel_name) else {
+                if self.store.is_postgres() {
+                    // Another agent of the fleet may have this channel (each agent's config
+                    // is its own): left to it.
+                    continue;
+                }
                 // The channel was removed from the config: these can never be delivered.
                 let ids: Vec<i64> = members.iter().map(|d| d.delivery_id).collect();
                 self.store
@@ -356,6 +366,24 @@ impl Notifier {
                     .await?;
                 continue;
             };
+            // Claimed first: agents sharing the database send each delivery once.
+            let ids: Vec<i64> = members.iter().map(|d| d.delivery_id).collect();
+            let claimed = self
+                .store
+                .claim_deliveries(
+                    &ids,
+                    &self.renderer.location,
+                    now,
+                    now.saturating_add(millis(CLAIM_LEASE)),
+                )
+                .await?;
+            let members: Vec<PendingDelivery> = members
+                .into_iter()
+                .filter(|d| claimed.contains(&d.delivery_id))
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
             let mut incident_ids: Vec<i64> = members.iter().map(|d| d.incident_id).collect();
             incident_ids.dedup();
             let rows = self.store.incidents_by_id(&incident_ids).await?;

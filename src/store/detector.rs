@@ -7,17 +7,22 @@ use crate::domain::{Category, ProbeKind};
 use std::collections::HashMap;
 
 impl Store {
-    /// The detector states saved with the last recorded batch, by target, with each window
-    /// rebuilt from the probes of the last `window_ms` before `now_ms`.
+    /// The detector states of `location` saved with its last recorded batch, by target, with
+    /// each window rebuilt from that location's probes of the last `window_ms` before `now_ms`.
     pub async fn load_detector_states(
         &self,
+        location: &str,
         now_ms: i64,
         window_ms: i64,
     ) -> Result<HashMap<String, TargetState>, StoreError> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("select target, state from detector_state")
-                .fetch_all(&self.pool)
-                .await?;
+        // Rows from before locations were stored (location '') come first, so that the
+        // location's own rows, if any, win.
+        let rows: Vec<(String, String)> = on!(self.pool, c => sqlx::query_as(
+            "select target, state from detector_states where location = $1 or location = '' \
+             order by location = $1, target",
+        )
+        .bind(location)
+        .fetch_all(c).await)?;
         let mut out = HashMap::new();
         for (target, json) in rows {
             match serde_json::from_str::<TargetState>(&json) {
@@ -32,11 +37,15 @@ impl Store {
         // The incidents table is the truth about what is open: a state that lost an open
         // incident (an unreadable row, a state from before a crash) learns it again, so that
         // nothing is opened twice; one that remembers an incident resolved since forgets it.
-        let open: Vec<(String, Category, ProbeKind)> = sqlx::query_as(
-            "select target, category, probe from incidents where resolved_at_ms is null",
+        // Open for this detector: seen from this location (other locations' sightings are
+        // their detectors' business).
+        let open: Vec<(String, Category, ProbeKind)> = on!(self.pool, c => sqlx::query_as(
+            "select i.target, i.category, i.probe from incidents i \
+             join incident_locations l on l.incident_id = i.id \
+             where i.resolved_at_ms is null and l.location = $1 and l.until_ms is null",
         )
-        .fetch_all(&self.pool)
-        .await?;
+        .bind(location)
+        .fetch_all(c).await)?;
         let is_open = |target: &str, category: Category| {
             open.iter().any(|(t, c, _)| t == target && *c == category)
         };
@@ -61,12 +70,12 @@ impl Store {
                 );
             }
         }
-        let recent: Vec<(String, i64, Category)> = sqlx::query_as(
-            "select target, at_ms, category from probes where at_ms > ? order by at_ms, id",
+        let recent: Vec<(String, i64, Category)> = on!(self.pool, c => sqlx::query_as(
+            "select target, at_ms, category from probes where at_ms > $1 and location = $2 order by at_ms, id",
         )
         .bind(now_ms.saturating_sub(window_ms))
-        .fetch_all(&self.pool)
-        .await?;
+        .bind(location)
+        .fetch_all(c).await)?;
         for (target, at_ms, category) in recent {
             out.entry(target)
                 .or_default()
@@ -78,11 +87,9 @@ impl Store {
 
     /// The pauses the API asked for that last beyond `now_ms`, by (target, probe kind).
     pub async fn holds(&self, now_ms: i64) -> Result<Vec<((String, ProbeKind), i64)>, StoreError> {
-        let rows: Vec<(String, ProbeKind, i64)> =
-            sqlx::query_as("select target, probe, until_ms from probe_holds where until_ms > ?")
+        let rows: Vec<(String, ProbeKind, i64)> = on!(self.pool, c => sqlx::query_as("select target, probe, until_ms from probe_holds where until_ms > $1")
                 .bind(now_ms)
-                .fetch_all(&self.pool)
-                .await?;
+                .fetch_all(c).await)?;
         Ok(rows.into_iter().map(|(t, k, u)| ((t, k), u)).collect())
     }
 }

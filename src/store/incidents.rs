@@ -1,13 +1,13 @@
 //! Incidents, the detector's state, and the transaction that records a batch of probes
 //! together with the incident changes and alert events they cause.
 
+use super::engine::Tx;
 use super::{Store, StoreError};
 use crate::config::Detection;
 use crate::detect::{self, TargetState, Transition};
 use crate::domain::{Category, DeliveryState, EventKind, ProbeKind};
 use crate::probe::Observation;
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
 use std::collections::HashMap;
 
 /// Which channels an event goes to, and how events are grouped.
@@ -81,6 +81,14 @@ pub struct IncidentRow {
     pub acked_at_ms: Option<i64>,
     pub acked_by: Option<String>,
     pub ack_comment: Option<String>,
+    /// The locations that see it now; once resolved, every location that saw it (SPEC §14).
+    #[sqlx(skip)]
+    #[serde(default)]
+    pub locations: Vec<String>,
+    /// Locations of running agents that do not see it (none on one machine).
+    #[sqlx(skip)]
+    #[serde(default)]
+    pub healthy_locations: Vec<String>,
 }
 
 pub(super) const INCIDENT_COLUMNS: &str = "id, target, category, location, probe, first_error_id, last_error_id, http_status, \
@@ -146,6 +154,10 @@ impl Store {
         routing: &Routing,
     ) -> Result<Recorded, StoreError> {
         let mut tx = self.write_tx().await?;
+        // Agents sharing a PostgreSQL database take turns at incident changes, so that two
+        // locations opening or resolving one incident at once cannot both alert or both
+        // leave it open.
+        tx.serialize(super::engine::INCIDENTS_LOCK).await?;
         Store::insert_probes_on(&mut tx, location, batch).await?;
         let mut recorded = Recorded::default();
         let mut touched: Vec<&str> = Vec::new();
@@ -227,25 +239,26 @@ impl Store {
                     .at_ms
                     .saturating_add(o.latency_ms)
                     .saturating_add(crate::clock::millis(wait));
-                sqlx::query(
-                    "insert into probe_holds (target, probe, until_ms) values (?, ?, ?) \
-                     on conflict (target, probe) do update set until_ms = max(until_ms, excluded.until_ms)",
+                on!(tx, c => sqlx::query(
+                    "insert into probe_holds (target, probe, until_ms) values ($1, $2, $3) \
+                     on conflict (target, probe) do update set until_ms = \
+                     case when excluded.until_ms > probe_holds.until_ms then excluded.until_ms else probe_holds.until_ms end",
                 )
                 .bind(o.target.as_str())
                 .bind(o.kind)
                 .bind(until)
-                .execute(&mut *tx)
-                .await?;
+                .execute(c).await.map(|r| r.rows_affected()))?;
             }
         }
         for target in touched {
             let json = serde_json::to_string(&states[target])
                 .map_err(|e| StoreError::Sql(sqlx::Error::Decode(Box::new(e))))?;
-            sqlx::query("insert into detector_state (target, state) values (?, ?) on conflict (target) do update set state = excluded.state")
+            on!(tx, c => sqlx::query("insert into detector_states (location, target, state) values ($1, $2, $3) \
+                 on conflict (location, target) do update set state = excluded.state")
+                .bind(location)
                 .bind(target)
                 .bind(json)
-                .execute(&mut *tx)
-                .await?;
+                .execute(c).await.map(|r| r.rows_affected()))?;
         }
         self.commit(tx).await?;
         Ok(recorded)
@@ -253,10 +266,8 @@ impl Store {
 
     /// How many incidents are open.
     pub async fn count_open_incidents(&self) -> Result<i64, StoreError> {
-        let (n,): (i64,) =
-            sqlx::query_as("select count(*) from incidents where resolved_at_ms is null")
-                .fetch_one(&self.pool)
-                .await?;
+        let (n,): (i64,) = on!(self.pool, c => sqlx::query_as("select count(*) from incidents where resolved_at_ms is null")
+                .fetch_one(c).await)?;
         Ok(n)
     }
 
@@ -265,21 +276,24 @@ impl Store {
     /// incidents resolved.
     pub async fn resolve_removed_target(
         &self,
+        location: &str,
         target: &str,
         at_ms: i64,
         routing: &Routing,
     ) -> Result<Recorded, StoreError> {
         let mut tx = self.write_tx().await?;
-        let open: Vec<(Category,)> = sqlx::query_as(
-            "select category from incidents where target = ? and resolved_at_ms is null",
+        tx.serialize(super::engine::INCIDENTS_LOCK).await?;
+        let open: Vec<(Category,)> = on!(tx, c => sqlx::query_as(
+            "select i.category from incidents i join incident_locations l on l.incident_id = i.id \
+             where i.target = $1 and i.resolved_at_ms is null and l.location = $2 and l.until_ms is null",
         )
         .bind(target)
-        .fetch_all(&mut *tx)
-        .await?;
+        .bind(location)
+        .fetch_all(c).await)?;
         let mut recorded = Recorded::default();
         for (category,) in open {
             if let Some((incident_id, events)) =
-                resolve(&mut tx, target, category, at_ms, routing).await?
+                resolve(&mut tx, location, target, category, at_ms, routing).await?
             {
                 recorded.events += events;
                 recorded.changes.push(IncidentChange {
@@ -289,21 +303,25 @@ impl Store {
                 });
             }
         }
-        sqlx::query("delete from detector_state where target = ?")
+        on!(tx, c => sqlx::query("delete from detector_states where target = $1 and location in ($2, '')")
             .bind(target)
-            .execute(&mut *tx)
-            .await?;
+            .bind(location)
+            .execute(c).await.map(|r| r.rows_affected()))?;
         self.commit(tx).await?;
         Ok(recorded)
     }
 
-    /// Targets that have an open incident.
-    pub async fn targets_with_open_incidents(&self) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "select distinct target from incidents where resolved_at_ms is null order by target",
+    /// Targets that have an open incident seen from `location`.
+    pub async fn targets_with_open_incidents(
+        &self,
+        location: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = on!(self.pool, c => sqlx::query_as(
+            "select distinct i.target from incidents i join incident_locations l on l.incident_id = i.id \
+             where i.resolved_at_ms is null and l.location = $1 and l.until_ms is null order by i.target",
         )
-        .fetch_all(&self.pool)
-        .await?;
+        .bind(location)
+        .fetch_all(c).await)?;
         Ok(rows.into_iter().map(|(t,)| t).collect())
     }
 
@@ -312,9 +330,9 @@ impl Store {
         let sql = format!(
             "select {INCIDENT_COLUMNS} from incidents where resolved_at_ms is null order by opened_at_ms, id"
         );
-        Ok(sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?)
+        let rows = on!(self.pool, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(c).await)?;
+        self.with_locations(rows).await
     }
 
     /// The latest resolved incidents, newest first.
@@ -323,37 +341,80 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<IncidentRow>, StoreError> {
         let sql = format!(
-            "select {INCIDENT_COLUMNS} from incidents where resolved_at_ms is not null order by resolved_at_ms desc, id desc limit ?"
+            "select {INCIDENT_COLUMNS} from incidents where resolved_at_ms is not null order by resolved_at_ms desc, id desc limit $1"
         );
-        Ok(sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
+        let rows = on!(self.pool, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
             .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+            .fetch_all(c).await)?;
+        self.with_locations(rows).await
     }
 
     /// Every incident, newest first.
     pub async fn all_incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
         let sql =
             format!("select {INCIDENT_COLUMNS} from incidents order by opened_at_ms desc, id desc");
-        Ok(sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?)
+        let rows = on!(self.pool, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(c).await)?;
+        self.with_locations(rows).await
     }
 
     /// Incidents by id, in the order of `ids`.
     pub async fn incidents_by_id(&self, ids: &[i64]) -> Result<Vec<IncidentRow>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
-        let sql = format!("select {INCIDENT_COLUMNS} from incidents where id = ?");
+        let sql = format!("select {INCIDENT_COLUMNS} from incidents where id = $1");
         for id in ids {
-            if let Some(row) = sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql.clone()))
+            if let Some(row) = on!(self.pool, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(id)
-                .fetch_optional(&self.pool)
-                .await?
+                .fetch_optional(c).await)?
             {
                 out.push(row);
             }
         }
-        Ok(out)
+        self.with_locations(out).await
+    }
+
+    /// Fills in where each incident is seen, and where the fleet is healthy.
+    async fn with_locations(
+        &self,
+        mut rows: Vec<IncidentRow>,
+    ) -> Result<Vec<IncidentRow>, StoreError> {
+        let (Some(low), Some(high)) = (
+            rows.iter().map(|r| r.id).min(),
+            rows.iter().map(|r| r.id).max(),
+        ) else {
+            return Ok(rows);
+        };
+        let seen: Vec<(i64, String, Option<i64>)> = on!(self.pool, c => sqlx::query_as(
+            "select incident_id, location, until_ms from incident_locations \
+             where incident_id between $1 and $2 order by since_ms, location",
+        )
+        .bind(low)
+        .bind(high)
+        .fetch_all(c).await)?;
+        let now = crate::clock::now_ms();
+        let running: Vec<String> = self
+            .agents()
+            .await?
+            .into_iter()
+            .filter(|a| !a.is_silent(now))
+            .map(|a| a.location)
+            .collect();
+        for row in &mut rows {
+            let open = row.resolved_at_ms.is_none();
+            for (_, location, until) in seen.iter().filter(|s| s.0 == row.id) {
+                if (!open || until.is_none()) && !row.locations.contains(location) {
+                    row.locations.push(location.clone());
+                }
+            }
+            if open && row.category != Category::Monitor {
+                row.healthy_locations = running
+                    .iter()
+                    .filter(|l| !row.locations.contains(l))
+                    .cloned()
+                    .collect();
+            }
+        }
+        Ok(rows)
     }
 }
 
@@ -365,16 +426,11 @@ fn category_of(t: Transition) -> Category {
     }
 }
 
-async fn open_or_last_id(
-    tx: &mut SqliteConnection,
-    target: &str,
-    category: Category,
-) -> Result<i64, StoreError> {
-    let (id,): (i64,) = sqlx::query_as("select id from incidents where target = ? and category = ? order by (resolved_at_ms is null) desc, id desc limit 1")
+async fn open_or_last_id(tx: &mut Tx, target: &str, category: Category) -> Result<i64, StoreError> {
+    let (id,): (i64,) = on!(tx, c => sqlx::query_as("select id from incidents where target = $1 and category = $2 order by (resolved_at_ms is null) desc, id desc limit 1")
         .bind(target)
         .bind(category)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(c).await)?;
     Ok(id)
 }
 
@@ -384,21 +440,20 @@ async fn open_or_last_id(
 /// latencies of the 24 hours before `at_ms` (from the rollups, so that it survives restarts
 /// and costs one small query).
 async fn latency_baseline(
-    tx: &mut SqliteConnection,
+    tx: &mut Tx,
     target: &str,
     kind: ProbeKind,
     at_ms: i64,
 ) -> Result<Option<f64>, StoreError> {
-    let means: Vec<(f64,)> = sqlx::query_as(
-        "select cast(latency_sum_ms as real) / count from rollups \
-         where target = ? and probe = ? and category = ? and hour_ms > ? and count > 0",
+    let means: Vec<(f64,)> = on!(tx, c => sqlx::query_as(
+        "select cast(latency_sum_ms as double precision) / count from rollups \
+         where target = $1 and probe = $2 and category = $3 and hour_ms > $4 and count > 0",
     )
     .bind(target)
     .bind(kind)
     .bind(Category::Ok)
     .bind(at_ms.saturating_sub(24 * super::HOUR_MS))
-    .fetch_all(&mut *tx)
-    .await?;
+    .fetch_all(c).await)?;
     Ok(crate::leading::median(means.into_iter().map(|(m,)| m)))
 }
 
@@ -423,7 +478,7 @@ impl<'a> Evidence<'a> {
 }
 
 async fn apply(
-    tx: &mut SqliteConnection,
+    tx: &mut Tx,
     location: &str,
     o: &Observation,
     t: Transition,
@@ -436,10 +491,12 @@ async fn apply(
             probe_count,
             since_ms,
         } => {
-            let row = sqlx::query(
+            // The first location to see it opens the incident; later ones join it.
+            let opened: Option<i64> = on!(tx, c => sqlx::query_scalar(
                 "insert into incidents (target, category, location, probe, first_error_id, last_error_id, http_status, \
                  opened_at_ms, last_seen_at_ms, probe_count, last_message, request_id) \
-                 values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id",
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 on conflict (target, category) where resolved_at_ms is null do nothing returning id",
             )
             .bind(o.target.as_str())
             .bind(category)
@@ -453,9 +510,22 @@ async fn apply(
             .bind(i64::from(probe_count))
             .bind(ev.message)
             .bind(ev.request_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            let id: i64 = row.get(0);
+            .fetch_optional(c).await)?;
+            let id = match opened {
+                Some(id) => id,
+                None => open_or_last_id(tx, o.target.as_str(), category).await?,
+            };
+            on!(tx, c => sqlx::query(
+                "insert into incident_locations (incident_id, location, since_ms) values ($1, $2, $3) \
+                 on conflict (incident_id, location) do update set since_ms = excluded.since_ms, until_ms = null",
+            )
+            .bind(id)
+            .bind(location)
+            .bind(since_ms)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+            if opened.is_none() {
+                return Ok(0);
+            }
             let channels = routing.channels_for(o.target.as_str(), category, location);
             insert_event(
                 tx,
@@ -469,10 +539,10 @@ async fn apply(
             .await
         }
         Transition::Seen { category } => {
-            sqlx::query(
-                "update incidents set last_error_id = ?, http_status = ?, last_seen_at_ms = ?, probe_count = probe_count + 1, \
-                 last_message = coalesce(?, last_message), request_id = coalesce(?, request_id) \
-                 where target = ? and category = ? and resolved_at_ms is null",
+            on!(tx, c => sqlx::query(
+                "update incidents set last_error_id = $1, http_status = $2, last_seen_at_ms = $3, probe_count = probe_count + 1, \
+                 last_message = coalesce($4, last_message), request_id = coalesce($5, request_id) \
+                 where target = $6 and category = $7 and resolved_at_ms is null",
             )
             .bind(ev.error_id)
             .bind(ev.http_status)
@@ -481,50 +551,84 @@ async fn apply(
             .bind(ev.request_id)
             .bind(o.target.as_str())
             .bind(category)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c).await.map(|r| r.rows_affected()))?;
             Ok(0)
         }
         Transition::Resolved { category } => {
-            Ok(resolve(tx, o.target.as_str(), category, o.at_ms, routing)
-                .await?
-                .map_or(0, |(_, events)| events))
+            Ok(
+                resolve(tx, location, o.target.as_str(), category, o.at_ms, routing)
+                    .await?
+                    .map_or(0, |(_, events)| events),
+            )
         }
     }
 }
 
-/// Resolves the open incident of (target, category), if any, writing its resolved event;
-/// returns the incident's id and the number of events written.
+/// `location` no longer sees the open incident of (target, category). When no location
+/// sees it any more, the incident is resolved and its resolved event written; returns the
+/// incident's id and the number of events written then.
 async fn resolve(
-    tx: &mut SqliteConnection,
+    tx: &mut Tx,
+    location: &str,
     target: &str,
     category: Category,
     at_ms: i64,
     routing: &Routing,
 ) -> Result<Option<(i64, usize)>, StoreError> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "update incidents set resolved_at_ms = ? where target = ? and category = ? and resolved_at_ms is null returning id",
+    let open: Option<i64> = on!(tx, c => sqlx::query_scalar(
+        "select id from incidents where target = $1 and category = $2 and resolved_at_ms is null",
     )
-    .bind(at_ms)
     .bind(target)
     .bind(category)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((id,)) = row else { return Ok(None) };
+    .fetch_optional(c).await)?;
+    let Some(open) = open else { return Ok(None) };
+    let elsewhere: i64 = on!(tx, c => sqlx::query_scalar(
+        "select count(*) from incident_locations where incident_id = $1 and location != $2 and until_ms is null",
+    )
+    .bind(open)
+    .bind(location)
+    .fetch_one(c).await)?;
+    on!(tx, c => sqlx::query(
+        "update incident_locations set until_ms = $1 where incident_id = $2 and location = $3 and until_ms is null",
+    )
+    .bind(at_ms)
+    .bind(open)
+    .bind(location)
+    .execute(c).await.map(|r| r.rows_affected()))?;
+    if elsewhere > 0 {
+        return Ok(None);
+    }
+    close_incident(tx, open, category, at_ms, routing)
+        .await
+        .map(Some)
+}
+
+/// Resolves an open incident and writes its resolved event; returns the incident's id and the
+/// number of events written.
+pub(super) async fn close_incident(
+    tx: &mut Tx,
+    id: i64,
+    category: Category,
+    at_ms: i64,
+    routing: &Routing,
+) -> Result<(i64, usize), StoreError> {
+    on!(tx, c => sqlx::query("update incidents set resolved_at_ms = $1 where id = $2")
+        .bind(at_ms)
+        .bind(id)
+        .execute(c).await.map(|r| r.rows_affected()))?;
     if !routing.send_resolved {
-        return Ok(Some((id, 0)));
+        return Ok((id, 0));
     }
     // A resolved message goes where the firing message went, and only there (not where it
     // was suppressed).
-    let channels: Vec<(String,)> = sqlx::query_as(
+    let channels: Vec<(String,)> = on!(tx, c => sqlx::query_as(
         "select distinct d.channel from alert_deliveries d join alert_events e on e.id = d.event_id \
-         where e.incident_id = ? and e.kind = ? and d.state != ?",
+         where e.incident_id = $1 and e.kind = $2 and d.state != $3",
     )
     .bind(id)
     .bind(EventKind::Firing)
     .bind(DeliveryState::Suppressed)
-    .fetch_all(&mut *tx)
-    .await?;
+    .fetch_all(c).await)?;
     let channels: Vec<&str> = channels.iter().map(|(c,)| c.as_str()).collect();
     let events = insert_event(
         tx,
@@ -536,12 +640,12 @@ async fn resolve(
         &channels,
     )
     .await?;
-    Ok(Some((id, events)))
+    Ok((id, events))
 }
 
 /// Writes an alert event and one pending delivery per channel; nothing when no channel wants it.
 pub(super) async fn insert_event(
-    tx: &mut SqliteConnection,
+    tx: &mut Tx,
     incident_id: i64,
     kind: EventKind,
     category: Category,
@@ -553,25 +657,22 @@ pub(super) async fn insert_event(
         return Ok(0);
     }
     let due = at_ms.saturating_add(group_wait_ms);
-    let row = sqlx::query(
-        "insert into alert_events (incident_id, kind, category, created_at_ms, due_at_ms) values (?, ?, ?, ?, ?) returning id",
+    let event_id: i64 = on!(tx, c => sqlx::query_scalar(
+        "insert into alert_events (incident_id, kind, category, created_at_ms, due_at_ms) values ($1, $2, $3, $4, $5) returning id",
     )
     .bind(incident_id)
     .bind(kind)
     .bind(category)
     .bind(at_ms)
     .bind(due)
-    .fetch_one(&mut *tx)
-    .await?;
-    let event_id: i64 = row.get(0);
+    .fetch_one(c).await)?;
     for channel in channels {
-        sqlx::query("insert into alert_deliveries (event_id, channel, state, next_attempt_at_ms) values (?, ?, ?, ?)")
+        on!(tx, c => sqlx::query("insert into alert_deliveries (event_id, channel, state, next_attempt_at_ms) values ($1, $2, $3, $4)")
             .bind(event_id)
             .bind(channel)
             .bind(DeliveryState::Pending)
             .bind(due)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c).await.map(|r| r.rows_affected()))?;
     }
     Ok(1)
 }

@@ -1,7 +1,10 @@
-//! The SQLite store (SPEC §8). Every SQL statement of the product lives under this module, so
+//! The store (SPEC §8, §14): SQLite, or PostgreSQL for a fleet. Every SQL statement of the product lives under this module, so
 //! that the scheduler, the commands and the dashboard share them (and a PostgreSQL store can
 //! follow). One file per table family.
 
+#[macro_use]
+mod engine;
+mod agents;
 mod detector;
 mod incidents;
 mod lock;
@@ -10,6 +13,8 @@ mod probes;
 mod retention;
 mod silences;
 
+pub use agents::{AGENT_SILENT, AgentRow, Heartbeat, SessionLock, monitor_target};
+pub use engine::HOUSEKEEPING_LOCK;
 pub use incidents::{ChannelRoute, IncidentChange, IncidentRow, Recorded, Routing};
 pub use lock::{LockError, WriterLock, lock_path};
 pub use outbox::{DeliveryCounts, DeliveryRow, FailedDelivery, PendingDelivery};
@@ -17,13 +22,17 @@ pub use probes::{DayCount, HOUR_MS, ProbeRow, RollupRow, TargetRollup};
 pub use retention::PRUNE_BATCH;
 pub use silences::{Acked, Expired};
 
-use sqlx::SqlitePool;
+pub use engine::{Database, describe_url};
+
+use engine::{Pool, Tx};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::time::Duration;
 
-/// The migrations in `migrations/`, embedded in the binary.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The migrations of each engine, embedded in the binary.
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl StoreError {
     /// Whether the same write may succeed later unchanged: the database is busy, locked,
@@ -32,6 +41,12 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Sql(sqlx::Error::Database(db)) => {
+                if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    // Connection, rollback (serialization, deadlock), resources, operator
+                    // intervention (a restart), system errors.
+                    let class = pg.code().get(..2).unwrap_or("");
+                    return matches!(class, "08" | "40" | "53" | "57" | "58");
+                }
                 let primary = db
                     .code()
                     .and_then(|c| c.parse::<i32>().ok())
@@ -46,7 +61,6 @@ impl StoreError {
     }
 }
 
-/// How long opening a database waits for another process's migration.
 /// Whether a pooled connection can start a transaction. After some errors (a full disk,
 /// an I/O error) SQLite rolls a transaction back by itself; the rollback sqlx then sends
 /// fails, and its transaction count never comes down, so that every later `BEGIN
@@ -61,17 +75,24 @@ async fn healthy(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error>
     Ok(!conn.is_in_transaction())
 }
 
+/// How long opening a database waits for another process's migration.
 const MIGRATION_WAIT: Duration = Duration::from_secs(10);
 
-/// The highest migration this binary carries.
-fn known_schema() -> i64 {
-    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+/// The highest migration this binary carries for the engine of `pool`.
+fn known_schema(pool: &Pool) -> i64 {
+    let migrator = match pool {
+        Pool::Sqlite(_) => &SQLITE_MIGRATOR,
+        Pool::Postgres(_) => &POSTGRES_MIGRATOR,
+    };
+    migrator.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
+    /// The database in words (no password), for messages.
+    name: std::sync::Arc<str>,
     changes: std::sync::Arc<Changes>,
 }
 
@@ -170,10 +191,11 @@ impl Store {
                 source,
             })?;
         let store = Store {
-            pool,
+            pool: Pool::Sqlite(pool),
+            name: path.display().to_string().into(),
             changes: Default::default(),
         };
-        store.refuse_newer_schema(path).await?;
+        store.refuse_newer_schema().await?;
         if held.is_some() {
             store.migrate().await?;
             return Ok(store);
@@ -182,7 +204,7 @@ impl Store {
         // run under the writer lock. A daemon holds that lock for as long as it runs, but
         // migrates first, so a process waiting for it finds the schema current soon.
         let started = std::time::Instant::now();
-        while store.schema_version().await? < known_schema() {
+        while store.schema_version().await? < known_schema(&store.pool) {
             match WriterLock::try_acquire(path) {
                 Ok(_lock) => {
                     store.migrate().await?;
@@ -214,79 +236,152 @@ impl Store {
                 source,
             })?;
         let store = Store {
-            pool,
+            pool: Pool::Sqlite(pool),
+            name: path.display().to_string().into(),
             changes: Default::default(),
         };
-        store.refuse_newer_schema(path).await?;
+        store.refuse_newer_schema().await?;
         let found = store.schema_version().await?;
-        if found < known_schema() {
+        if found < known_schema(&store.pool) {
             return Err(StoreError::Older {
-                path: path.display().to_string(),
+                path: store.name.to_string(),
                 found,
-                known: known_schema(),
+                known: known_schema(&store.pool),
             });
         }
         Ok(store)
+    }
+
+    /// Opens the database a config names: the SQLite file (as `open`), or the PostgreSQL
+    /// database, applying its missing migrations. Several agents may start at once: the
+    /// migrations run under a PostgreSQL advisory lock, one agent after the other.
+    pub async fn connect(database: &Database) -> Result<Store, StoreError> {
+        match database {
+            Database::Sqlite(path) => Store::open(path).await,
+            Database::Postgres(url) => Store::open_postgres(url, true).await,
+        }
+    }
+
+    /// Opens a PostgreSQL database; with `migrate`, applies the missing migrations first.
+    pub async fn open_postgres(
+        url: &secrecy::SecretString,
+        migrate: bool,
+    ) -> Result<Store, StoreError> {
+        use secrecy::ExposeSecret;
+        let name = describe_url(url.expose_secret());
+        let pool = PgPoolOptions::new()
+            .max_connections(5)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url.expose_secret())
+            .await
+            .map_err(|source| StoreError::Open {
+                path: name.clone(),
+                source,
+            })?;
+        let store = Store {
+            pool: Pool::Postgres(pool),
+            name: name.into(),
+            changes: Default::default(),
+        };
+        store.refuse_newer_schema().await?;
+        if migrate {
+            store.migrate().await?;
+        } else {
+            let found = store.schema_version().await?;
+            if found < known_schema(&store.pool) {
+                return Err(StoreError::Older {
+                    path: store.name.to_string(),
+                    found,
+                    known: known_schema(&store.pool),
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    /// Whether this store is PostgreSQL (shared by a fleet of agents).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.pool, Pool::Postgres(_))
+    }
+
+    /// The database in words, without a password.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Applies the missing migrations one at a time, folding the write-ahead log back into
     /// the database after each, so that the log never holds more than one migration: a
     /// database on a small disk is not filled by its own schema.
     async fn migrate(&self) -> Result<(), StoreError> {
-        for version in MIGRATOR.iter().map(|m| m.version) {
-            MIGRATOR.run_to(version, &self.pool).await?;
-            sqlx::query("pragma wal_checkpoint(truncate)")
-                .execute(&self.pool)
-                .await?;
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                for version in SQLITE_MIGRATOR.iter().map(|m| m.version) {
+                    SQLITE_MIGRATOR.run_to(version, pool).await?;
+                    sqlx::query("pragma wal_checkpoint(truncate)")
+                        .execute(pool)
+                        .await?;
+                }
+            }
+            // sqlx takes an advisory lock for the run: agents starting at once wait in turn.
+            Pool::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await?,
         }
         Ok(())
     }
 
     /// The highest migration applied to the database; 0 for a new one.
     async fn schema_version(&self) -> Result<i64, StoreError> {
-        let (exists,): (i64,) = sqlx::query_as(
-            "select count(*) from sqlite_master where type = 'table' and name = '_sqlx_migrations'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        if exists == 0 {
+        let exists: bool = match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query_scalar(
+                "select count(*) > 0 from sqlite_master where type = 'table' and name = '_sqlx_migrations'",
+            )
+            .fetch_one(pool)
+            .await?,
+            Pool::Postgres(pool) => {
+                sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        if !exists {
             return Ok(0);
         }
-        let (version,): (Option<i64>,) =
-            sqlx::query_as("select max(version) from _sqlx_migrations where success")
-                .fetch_one(&self.pool)
-                .await?;
+        let version: Option<i64> = on!(self.pool, c => sqlx::query_scalar(
+            "select max(version) from _sqlx_migrations where success"
+        )
+        .fetch_one(c)
+        .await)?;
         Ok(version.unwrap_or(0))
     }
 
     /// A database from a newer version would be misread, or broken by an older migration:
     /// refused with words an operator can act on.
-    async fn refuse_newer_schema(&self, path: &Path) -> Result<(), StoreError> {
+    async fn refuse_newer_schema(&self) -> Result<(), StoreError> {
         let found = self.schema_version().await?;
-        if found > known_schema() {
+        if found > known_schema(&self.pool) {
             return Err(StoreError::Newer {
-                path: path.display().to_string(),
+                path: self.name.to_string(),
                 found,
-                known: known_schema(),
+                known: known_schema(&self.pool),
             });
         }
         Ok(())
     }
 
-    /// Closes every connection, checkpointing the WAL.
     /// A write transaction that takes the write lock at once (`BEGIN IMMEDIATE`). With a
     /// second writer on the file (`silence` and `ack` beside the daemon), a deferred
     /// transaction that read first cannot upgrade once the other committed, and fails at
     /// once instead of waiting for `busy_timeout`.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    /// On PostgreSQL, a plain transaction: its row locks and `on conflict` do the same.
+    async fn write_tx(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
     }
 
     /// Commits, counting the write for [`Store::generation`].
-    async fn commit(
-        &self,
-        tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    ) -> Result<(), sqlx::Error> {
+    async fn commit(&self, tx: Tx) -> Result<(), sqlx::Error> {
         let _writing = self.changes.writing();
         tx.commit().await
     }
@@ -303,6 +398,7 @@ impl Store {
         (self.changes.in_flight.load(Acquire) == 0).then_some(generation)
     }
 
+    /// Closes every connection, checkpointing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;
     }

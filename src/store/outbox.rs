@@ -5,7 +5,6 @@ use super::incidents::insert_event;
 use super::{Store, StoreError};
 use crate::domain::{Category, DeliveryState, EventKind};
 use serde::Serialize;
-use sqlx::Row;
 
 /// One delivery waiting to go out.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -58,29 +57,26 @@ impl Store {
         &self,
         horizon_ms: i64,
     ) -> Result<Vec<PendingDelivery>, StoreError> {
-        Ok(sqlx::query_as::<_, PendingDelivery>(
+        Ok(on!(self.pool, c => sqlx::query_as::<_, PendingDelivery>(
             "select d.id as delivery_id, d.event_id, e.incident_id, d.channel, e.kind, e.category, e.created_at_ms, \
              d.attempts, d.next_attempt_at_ms \
              from alert_deliveries d join alert_events e on e.id = d.event_id \
-             where d.state = ?1 and d.next_attempt_at_ms <= ?2 \
+             where d.state = $1 and d.next_attempt_at_ms <= $2 \
              and not exists (select 1 from alert_deliveries d2 join alert_events e2 on e2.id = d2.event_id \
-               where d2.state = ?1 and d2.channel = d.channel and e2.incident_id = e.incident_id and e2.id < e.id) \
+               where d2.state = $1 and d2.channel = d.channel and e2.incident_id = e.incident_id and e2.id < e.id) \
              order by d.next_attempt_at_ms, d.id",
         )
         .bind(DeliveryState::Pending)
         .bind(horizon_ms)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?)
     }
 
     /// When the next pending delivery is due, if any.
     pub async fn next_delivery_at(&self) -> Result<Option<i64>, StoreError> {
-        let row =
-            sqlx::query("select min(next_attempt_at_ms) from alert_deliveries where state = ?")
+        let row: Option<i64> = on!(self.pool, c => sqlx::query_scalar("select min(next_attempt_at_ms) from alert_deliveries where state = $1")
                 .bind(DeliveryState::Pending)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.get(0))
+                .fetch_one(c).await)?;
+        Ok(row)
     }
 
     /// Marks deliveries as accepted by the channel.
@@ -92,13 +88,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         for id in ids {
-            sqlx::query("update alert_deliveries set state = ?, attempts = attempts + 1, sent_at_ms = ?, last_error = null, message_id = ? where id = ?")
+            on!(tx, c => sqlx::query("update alert_deliveries set state = $1, attempts = attempts + 1, sent_at_ms = $2, last_error = null, message_id = $3, \
+                 lease_owner = null, lease_until_ms = null where id = $4")
                 .bind(DeliveryState::Sent)
                 .bind(now_ms)
                 .bind(message_id)
                 .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                .execute(c).await.map(|r| r.rows_affected()))?;
         }
         self.commit(tx).await?;
         Ok(())
@@ -117,12 +113,11 @@ impl Store {
         )>,
         StoreError,
     > {
-        let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
-            "select state, etag, last_modified from upstream_status where source = ?",
+        let row: Option<(String, Option<String>, Option<String>)> = on!(self.pool, c => sqlx::query_as(
+            "select state, etag, last_modified from upstream_status where source = $1",
         )
         .bind(source)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(c).await)?;
         Ok(row.map(|(state, etag, modified)| {
             (
                 serde_json::from_str(&state).unwrap_or_default(),
@@ -142,8 +137,8 @@ impl Store {
         let json = serde_json::to_string(state)
             .map_err(|e| StoreError::Sql(sqlx::Error::Encode(Box::new(e))))?;
         let _writing = self.changes.writing();
-        sqlx::query(
-            "insert into upstream_status (source, state, etag, last_modified) values (?, ?, ?, ?) \
+        on!(self.pool, c => sqlx::query(
+            "insert into upstream_status (source, state, etag, last_modified) values ($1, $2, $3, $4) \
              on conflict (source) do update set state = excluded.state, etag = excluded.etag, \
              last_modified = excluded.last_modified",
         )
@@ -151,16 +146,14 @@ impl Store {
         .bind(json)
         .bind(etag)
         .bind(last_modified)
-        .execute(&self.pool)
-        .await?;
+        .execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// This database's installation id (made with the database, never changed).
     pub async fn installation_id(&self) -> Result<String, StoreError> {
-        let (id,): (String,) = sqlx::query_as("select id from installation limit 1")
-            .fetch_one(&self.pool)
-            .await?;
+        let (id,): (String,) = on!(self.pool, c => sqlx::query_as("select id from installation limit 1")
+            .fetch_one(c).await)?;
         Ok(id)
     }
 
@@ -173,16 +166,15 @@ impl Store {
     ) -> Result<Vec<Option<String>>, StoreError> {
         let mut out = Vec::with_capacity(incident_ids.len());
         for id in incident_ids {
-            let root: Option<(String,)> = sqlx::query_as(
+            let root: Option<(String,)> = on!(self.pool, c => sqlx::query_as(
                 "select d.message_id from alert_deliveries d join alert_events e on e.id = d.event_id \
-                 where e.incident_id = ? and d.channel = ? and d.state = ? and d.message_id is not null \
+                 where e.incident_id = $1 and d.channel = $2 and d.state = $3 and d.message_id is not null \
                  order by d.sent_at_ms, d.id limit 1",
             )
             .bind(id)
             .bind(channel)
             .bind(DeliveryState::Sent)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(c).await)?;
             out.push(root.map(|(m,)| m));
         }
         Ok(out)
@@ -201,15 +193,15 @@ impl Store {
         };
         let mut tx = self.write_tx().await?;
         for id in ids {
-            sqlx::query(
-                "update alert_deliveries set state = ?, silence_id = ?, maintenance = ? where id = ?",
+            on!(tx, c => sqlx::query(
+                "update alert_deliveries set state = $1, silence_id = $2, maintenance = $3 where id = $4 and state = $5",
             )
             .bind(DeliveryState::Suppressed)
             .bind(silence)
             .bind(maintenance)
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            .bind(DeliveryState::Pending)
+            .execute(c).await.map(|r| r.rows_affected()))?;
         }
         self.commit(tx).await?;
         Ok(())
@@ -219,17 +211,16 @@ impl Store {
     /// other firing alert (pending, sent or failed): (incident, channel). Once nothing
     /// suppresses them, their firing alert goes out.
     pub async fn suppressed_firings(&self) -> Result<Vec<(i64, String)>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(on!(self.pool, c => sqlx::query_as(
             "select distinct e.incident_id, d.channel from alert_deliveries d \
              join alert_events e on e.id = d.event_id join incidents i on i.id = e.incident_id \
-             where i.resolved_at_ms is null and e.kind = ?1 and d.state = ?2 \
+             where i.resolved_at_ms is null and e.kind = $1 and d.state = $2 \
              and not exists (select 1 from alert_deliveries d2 join alert_events e2 on e2.id = d2.event_id \
-               where e2.incident_id = e.incident_id and e2.kind = ?1 and d2.channel = d.channel and d2.state != ?2)",
+               where e2.incident_id = e.incident_id and e2.kind = $1 and d2.channel = d.channel and d2.state != $2)",
         )
         .bind(EventKind::Firing)
         .bind(DeliveryState::Suppressed)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?)
     }
 
     /// Writes a new firing event of `incident_id` for `channels`, due now.
@@ -241,6 +232,24 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
+        // Agents sharing the database take turns, and each looks again under the lock: a
+        // firing another agent re-fired meanwhile is not written twice.
+        tx.serialize(super::engine::OUTBOX_LOCK).await?;
+        let mut still = Vec::new();
+        for channel in channels {
+            let fired: i64 = on!(tx, c => sqlx::query_scalar(
+                "select count(*) from alert_deliveries d join alert_events e on e.id = d.event_id \
+                 where e.incident_id = $1 and e.kind = $2 and d.channel = $3 and d.state != $4",
+            )
+            .bind(incident_id)
+            .bind(EventKind::Firing)
+            .bind(*channel)
+            .bind(DeliveryState::Suppressed)
+            .fetch_one(c).await)?;
+            if fired == 0 {
+                still.push(*channel);
+            }
+        }
         insert_event(
             &mut tx,
             incident_id,
@@ -248,11 +257,44 @@ impl Store {
             category,
             now_ms,
             0,
-            channels,
+            &still,
         )
         .await?;
         self.commit(tx).await?;
         Ok(())
+    }
+
+    /// Claims deliveries for `owner` (an agent's location) until `until_ms`: those still
+    /// pending that no other agent holds a live claim on. Returns the ids claimed. Agents
+    /// sharing a PostgreSQL database each claim before sending, so that a delivery goes out
+    /// once; the claim of an agent that dies mid-send lapses at `until_ms`, and another agent
+    /// sends it then (at least once). On PostgreSQL the update locks the row: a second agent
+    /// claiming at the same moment waits, then sees the claim and skips the row.
+    pub async fn claim_deliveries(
+        &self,
+        ids: &[i64],
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row: Option<i64> = on!(tx, c => sqlx::query_scalar(
+                "update alert_deliveries set lease_owner = $1, lease_until_ms = $2 \
+                 where id = $3 and state = $4 \
+                 and (lease_until_ms is null or lease_until_ms <= $5 or lease_owner = $1) returning id",
+            )
+            .bind(owner)
+            .bind(until_ms)
+            .bind(id)
+            .bind(DeliveryState::Pending)
+            .bind(now_ms)
+            .fetch_optional(c).await)?;
+            claimed.extend(row);
+        }
+        self.commit(tx).await?;
+        Ok(claimed)
     }
 
     /// Records a failed attempt: retry at `next_ms`, or give up (`next_ms` = None).
@@ -268,16 +310,16 @@ impl Store {
                 Some(next) => (DeliveryState::Pending, Some(next)),
                 None => (DeliveryState::Failed, None),
             };
-            sqlx::query(
-                "update alert_deliveries set state = ?, attempts = attempts + 1, \
-                 next_attempt_at_ms = coalesce(?, next_attempt_at_ms), last_error = ? where id = ?",
+            on!(tx, c => sqlx::query(
+                "update alert_deliveries set state = $1, attempts = attempts + 1, \
+                 next_attempt_at_ms = coalesce($2, next_attempt_at_ms), last_error = $3, \
+                 lease_owner = null, lease_until_ms = null where id = $4",
             )
             .bind(state)
             .bind(next)
             .bind(error)
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c).await.map(|r| r.rows_affected()))?;
         }
         self.commit(tx).await?;
         Ok(())
@@ -295,19 +337,20 @@ impl Store {
             return Ok(0);
         }
         let mut tx = self.write_tx().await?;
-        let rows = sqlx::query_as::<_, LastNotice>(
+        // One agent at a time: the next one sees the reminder written and writes none.
+        tx.serialize(super::engine::OUTBOX_LOCK).await?;
+        let rows = on!(tx, c => sqlx::query_as::<_, LastNotice>(
             "select i.id as incident_id, i.category, e.id as event_id, e.created_at_ms, \
                (select max(sent_at_ms) from alert_deliveries where event_id = e.id) as sent_at_ms, \
-               (select count(*) from alert_deliveries where event_id = e.id and state = ?) as pending \
+               (select count(*) from alert_deliveries where event_id = e.id and state = $1) as pending \
              from incidents i join alert_events e on e.id = \
-               (select id from alert_events where incident_id = i.id and kind in (?, ?) order by id desc limit 1) \
+               (select id from alert_events where incident_id = i.id and kind in ($2, $3) order by id desc limit 1) \
              where i.resolved_at_ms is null and i.acked_at_ms is null",
         )
         .bind(DeliveryState::Pending)
         .bind(EventKind::Firing)
         .bind(EventKind::Reminder)
-        .fetch_all(&mut *tx)
-        .await?;
+        .fetch_all(c).await)?;
         let mut count = 0;
         for last in rows {
             let since = last.sent_at_ms.unwrap_or(last.created_at_ms);
@@ -317,14 +360,10 @@ impl Store {
             let channels: Vec<String> =
                 // Only where the last notice went out: a suppressed firing is announced by
                 // a new firing once nothing suppresses it, not by a reminder.
-                sqlx::query("select channel from alert_deliveries where event_id = ? and state = ?")
+                on!(tx, c => sqlx::query_scalar("select channel from alert_deliveries where event_id = $1 and state = $2")
                     .bind(last.event_id)
                     .bind(DeliveryState::Sent)
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
+                    .fetch_all(c).await)?;
             let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
             count += insert_event(
                 &mut tx,
@@ -343,23 +382,21 @@ impl Store {
 
     /// How many deliveries are pending, sent and failed, per channel.
     pub async fn delivery_counts(&self) -> Result<Vec<DeliveryCounts>, StoreError> {
-        Ok(sqlx::query_as::<_, DeliveryCounts>(
+        Ok(on!(self.pool, c => sqlx::query_as::<_, DeliveryCounts>(
             "select channel, state, count(*) as count from alert_deliveries group by channel, state order by channel, state",
         )
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?)
     }
 
     /// The last error of failed deliveries, newest first (for `status`).
     pub async fn failed_deliveries(&self, limit: i64) -> Result<Vec<FailedDelivery>, StoreError> {
-        Ok(sqlx::query_as::<_, FailedDelivery>(
+        Ok(on!(self.pool, c => sqlx::query_as::<_, FailedDelivery>(
             "select d.channel, e.incident_id, coalesce(d.last_error, '') as error from alert_deliveries d \
-             join alert_events e on e.id = d.event_id where d.state = ? order by d.id desc limit ?",
+             join alert_events e on e.id = d.event_id where d.state = $1 order by d.id desc limit $2",
         )
         .bind(DeliveryState::Failed)
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?)
     }
 }
 
@@ -384,12 +421,11 @@ impl Store {
         &self,
         incident_id: i64,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
-        Ok(sqlx::query_as::<_, DeliveryRow>(
+        Ok(on!(self.pool, c => sqlx::query_as::<_, DeliveryRow>(
             "select e.kind, d.channel, d.state, d.silence_id, d.maintenance, d.attempts, e.created_at_ms, d.sent_at_ms, d.last_error \
-             from alert_deliveries d join alert_events e on e.id = d.event_id where e.incident_id = ? order by d.id",
+             from alert_deliveries d join alert_events e on e.id = d.event_id where e.incident_id = $1 order by d.id",
         )
         .bind(incident_id)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?)
     }
 }

@@ -1,21 +1,38 @@
 //! The `probes` table: one row per probe.
 
+use super::engine::{Pool, Tx};
 use super::{Store, StoreError};
 use crate::domain::{Category, ProbeKind, TransportErrorKind};
 use crate::probe::Observation;
 use serde::Serialize;
-use sqlx::SqliteConnection;
 
 /// The columns of `ProbeRow`.
 const PROBE_COLUMNS: &str = "id, at_ms, location, target, probe, latency_ms, http_status, transport_error, \
      category, error_id, message, request_id, ratelimit_remaining_requests, ratelimit_remaining_tokens, ttft_ms";
 
-/// The latest probe of each target named in the JSON array `?1`.
+/// The latest probe of each target named in the list `$1`: a JSON array for SQLite
+/// (`json_each`), an array for PostgreSQL (`unnest`); the rest is the same.
 const LATEST_PROBES_SQL: &str = "select p.id, p.at_ms, p.location, p.target, p.probe, p.latency_ms, p.http_status, \
      p.transport_error, p.category, p.error_id, p.message, p.request_id, \
      p.ratelimit_remaining_requests, p.ratelimit_remaining_tokens, p.ttft_ms \
-     from json_each(?1) t join probes p on p.id = \
+     from json_each($1) t join probes p on p.id = \
      (select id from probes where target = t.value order by at_ms desc, id desc limit 1)";
+const LATEST_PROBES_PG_SQL: &str = "select p.id, p.at_ms, p.location, p.target, p.probe, p.latency_ms, p.http_status, \
+     p.transport_error, p.category, p.error_id, p.message, p.request_id, \
+     p.ratelimit_remaining_requests, p.ratelimit_remaining_tokens, p.ttft_ms \
+     from unnest($1::text[]) t(value) join probes p on p.id = \
+     (select id from probes where target = t.value order by at_ms desc, id desc limit 1)";
+
+/// The larger of the stored and the new maximum (a null `used_max` is no reading), in SQL
+/// both engines accept (SQLite's two-argument `max` is PostgreSQL's `greatest`).
+macro_rules! rollup_maxima {
+    () => {
+        "latency_max_ms = case when excluded.latency_max_ms > rollups.latency_max_ms \
+     then excluded.latency_max_ms else rollups.latency_max_ms end, \
+     used_max = case when rollups.used_max is null or excluded.used_max > rollups.used_max \
+     then excluded.used_max else rollups.used_max end"
+    };
+}
 
 /// One hour in milliseconds: the rollup granularity.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -56,17 +73,17 @@ impl Store {
 
     /// Inserts observations inside a caller's transaction.
     pub(super) async fn insert_probes_on(
-        tx: &mut SqliteConnection,
+        tx: &mut Tx,
         location: &str,
         batch: &[Observation],
     ) -> Result<(), StoreError> {
         for o in batch {
-            sqlx::query(
+            on!(tx, c => sqlx::query(
                 "insert into probes (at_ms, location, target, probe, latency_ms, http_status, \
                  transport_error, category, error_id, message, request_id, \
                  ratelimit_limit_requests, ratelimit_limit_tokens, ratelimit_remaining_requests, \
                  ratelimit_remaining_tokens, ratelimit_reset_requests, ratelimit_reset_tokens, ttft_ms) \
-                 values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
             )
             .bind(o.at_ms)
             .bind(location)
@@ -86,14 +103,12 @@ impl Store {
             .bind(o.rate_limits.reset_requests.as_deref())
             .bind(o.rate_limits.reset_tokens.as_deref())
             .bind(o.ttft_ms)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max) \
-                 values (?, ?, ?, ?, 1, ?, ?, ?) on conflict (target, hour_ms, probe, category) do update set \
-                 count = count + 1, latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms, \
-                 latency_max_ms = max(latency_max_ms, excluded.latency_max_ms), \
-                 used_max = coalesce(max(used_max, excluded.used_max), used_max, excluded.used_max)",
+            .execute(c).await.map(|r| r.rows_affected()))?;
+            on!(tx, c => sqlx::query(
+                concat!("insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max) \
+                 values ($1, $2, $3, $4, 1, $5, $6, $7) on conflict (target, hour_ms, probe, category) do update set \
+                 count = rollups.count + 1, latency_sum_ms = rollups.latency_sum_ms + excluded.latency_sum_ms, \
+                 ", rollup_maxima!()),
             )
             .bind(o.target.as_str())
             .bind(o.kind)
@@ -102,8 +117,7 @@ impl Store {
             .bind(o.latency_ms)
             .bind(o.latency_ms)
             .bind(crate::leading::used_share(o).map(|u| u.share))
-            .execute(&mut *tx)
-            .await?;
+            .execute(c).await.map(|r| r.rows_affected()))?;
         }
         Ok(())
     }
@@ -114,13 +128,12 @@ impl Store {
         target: &str,
         limit: i64,
     ) -> Result<Vec<ProbeRow>, StoreError> {
-        Ok(sqlx::query_as::<_, ProbeRow>(
-            sqlx::AssertSqlSafe(format!("select {PROBE_COLUMNS} from probes where target = ? order by at_ms desc, id desc limit ?")),
+        Ok(on!(self.pool, c => sqlx::query_as::<_, ProbeRow>(
+            sqlx::AssertSqlSafe(format!("select {PROBE_COLUMNS} from probes where target = $1 order by at_ms desc, id desc limit $2")),
         )
         .bind(target)
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?)
     }
 }
 
@@ -158,14 +171,13 @@ pub struct DayCount {
 impl Store {
     /// A target's rollups from `since_ms` on, oldest first.
     pub async fn rollups(&self, target: &str, since_ms: i64) -> Result<Vec<RollupRow>, StoreError> {
-        Ok(sqlx::query_as::<_, RollupRow>(
+        Ok(on!(self.pool, c => sqlx::query_as::<_, RollupRow>(
             "select probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max from rollups \
-             where target = ? and hour_ms >= ? order by hour_ms",
+             where target = $1 and hour_ms >= $2 order by hour_ms",
         )
         .bind(target)
         .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?)
     }
 
     /// A target's probes from `since_ms` on, newest first, at most `limit`.
@@ -175,14 +187,13 @@ impl Store {
         since_ms: i64,
         limit: i64,
     ) -> Result<Vec<ProbeRow>, StoreError> {
-        Ok(sqlx::query_as::<_, ProbeRow>(
-            sqlx::AssertSqlSafe(format!("select {PROBE_COLUMNS} from probes where target = ? and at_ms >= ? order by at_ms desc, id desc limit ?")),
+        Ok(on!(self.pool, c => sqlx::query_as::<_, ProbeRow>(
+            sqlx::AssertSqlSafe(format!("select {PROBE_COLUMNS} from probes where target = $1 and at_ms >= $2 order by at_ms desc, id desc limit $3")),
         )
         .bind(target)
         .bind(since_ms)
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?)
     }
 
     /// A target's probes between two times, oldest first, at most `limit`.
@@ -193,15 +204,14 @@ impl Store {
         to_ms: i64,
         limit: i64,
     ) -> Result<Vec<ProbeRow>, StoreError> {
-        Ok(sqlx::query_as::<_, ProbeRow>(
-            sqlx::AssertSqlSafe(format!("select {PROBE_COLUMNS} from probes where target = ? and at_ms >= ? and at_ms <= ? order by at_ms, id limit ?")),
+        Ok(on!(self.pool, c => sqlx::query_as::<_, ProbeRow>(
+            sqlx::AssertSqlSafe(format!("select {PROBE_COLUMNS} from probes where target = $1 and at_ms >= $2 and at_ms <= $3 order by at_ms, id limit $4")),
         )
         .bind(target)
         .bind(from_ms)
         .bind(to_ms)
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?)
     }
 }
 
@@ -211,12 +221,11 @@ impl Store {
     pub async fn add_rollups(&self, target: &str, rows: &[RollupRow]) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         for r in rows {
-            sqlx::query(
-                "insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max) \
-                 values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (target, hour_ms, probe, category) do update set \
-                 count = count + excluded.count, latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms, \
-                 latency_max_ms = max(latency_max_ms, excluded.latency_max_ms), \
-                 used_max = coalesce(max(used_max, excluded.used_max), used_max, excluded.used_max)",
+            on!(tx, c => sqlx::query(
+                concat!("insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (target, hour_ms, probe, category) do update set \
+                 count = rollups.count + excluded.count, latency_sum_ms = rollups.latency_sum_ms + excluded.latency_sum_ms, \
+                 ", rollup_maxima!()),
             )
             .bind(target)
             .bind(r.probe)
@@ -226,8 +235,7 @@ impl Store {
             .bind(r.latency_sum_ms)
             .bind(r.latency_max_ms)
             .bind(r.used_max)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c).await.map(|r| r.rows_affected()))?;
         }
         self.commit(tx).await?;
         Ok(())
@@ -254,14 +262,13 @@ impl Store {
         target: &str,
         since_ms: i64,
     ) -> Result<Vec<DayCount>, StoreError> {
-        Ok(sqlx::query_as::<_, DayCount>(
-            "select at_ms / 86400000 as day, category, count(*) as count from probes where target = ? and at_ms >= ? \
+        Ok(on!(self.pool, c => sqlx::query_as::<_, DayCount>(
+            "select at_ms / 86400000 as day, category, count(*) as count from probes where target = $1 and at_ms >= $2 \
              group by day, category order by day",
         )
         .bind(target)
         .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?)
     }
 }
 
@@ -274,29 +281,27 @@ impl Store {
         from_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<RollupRow>, StoreError> {
-        Ok(sqlx::query_as::<_, RollupRow>(
-            "select null as probe, category, (hour_ms / 86400000) * 86400000 as hour_ms, sum(count) as count, \
-             sum(latency_sum_ms) as latency_sum_ms, max(latency_max_ms) as latency_max_ms, max(used_max) as used_max \
-             from rollups where target = ? and hour_ms >= ? and hour_ms < ? group by 3, category order by 3",
+        Ok(on!(self.pool, c => sqlx::query_as::<_, RollupRow>(
+            "select null as probe, category, (hour_ms / 86400000) * 86400000 as hour_ms, cast(sum(count) as bigint) as count, \
+             cast(sum(latency_sum_ms) as bigint) as latency_sum_ms, max(latency_max_ms) as latency_max_ms, max(used_max) as used_max \
+             from rollups where target = $1 and hour_ms >= $2 and hour_ms < $3 group by 3, category order by 3",
         )
         .bind(target)
         .bind(from_ms)
         .bind(until_ms)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?)
     }
 }
 
 impl Store {
     /// Every target's rollups from `since_ms` on, oldest first.
     pub async fn all_rollups_since(&self, since_ms: i64) -> Result<Vec<TargetRollup>, StoreError> {
-        Ok(sqlx::query_as::<_, TargetRollup>(
+        Ok(on!(self.pool, c => sqlx::query_as::<_, TargetRollup>(
             "select target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max from rollups \
-             where hour_ms >= ? order by hour_ms",
+             where hour_ms >= $1 order by hour_ms",
         )
         .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?)
     }
 }
 
@@ -308,24 +313,31 @@ impl Store {
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let names = serde_json::to_string(targets)
-            .map_err(|e| StoreError::Sql(sqlx::Error::Encode(Box::new(e))))?;
-        Ok(
-            sqlx::query_as::<_, ProbeRow>(sqlx::AssertSqlSafe(LATEST_PROBES_SQL))
-                .bind(names)
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => {
+                let names = serde_json::to_string(targets)
+                    .map_err(|e| StoreError::Sql(sqlx::Error::Encode(Box::new(e))))?;
+                sqlx::query_as::<_, ProbeRow>(LATEST_PROBES_SQL)
+                    .bind(names)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query_as::<_, ProbeRow>(LATEST_PROBES_PG_SQL)
+                    .bind(targets)
+                    .fetch_all(pool)
+                    .await?
+            }
+        })
     }
 
     /// SQLite's plan for `latest_probes`, one line per step (for tests that keep it indexed).
     pub async fn latest_probes_plan(&self) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<(i64, i64, i64, String)> = on!(self.pool, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "explain query plan {LATEST_PROBES_SQL}"
         )))
         .bind("[]")
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(c).await)?;
         Ok(rows.into_iter().map(|r| r.3).collect())
     }
 }

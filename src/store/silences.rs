@@ -1,9 +1,9 @@
 //! Silences, acknowledgements and the audit trail of the writes that make them (SPEC §15).
 //! Every write and its audit row share one transaction.
 
+use super::engine::Tx;
 use super::{IncidentRow, Store, StoreError};
 use crate::silence::{NewSilence, Silence};
-use sqlx::SqliteConnection;
 
 const SILENCE_COLUMNS: &str = "id, target, category, error_id, location, starts_at_ms, ends_at_ms, \
      comment, created_by, created_at_ms, expired_at_ms";
@@ -26,19 +26,18 @@ pub enum Acked {
 }
 
 async fn audit(
-    tx: &mut SqliteConnection,
+    tx: &mut Tx,
     at_ms: i64,
     actor: &str,
     action: &str,
     detail: serde_json::Value,
 ) -> Result<(), StoreError> {
-    sqlx::query("insert into audit_log (at_ms, actor, action, detail) values (?, ?, ?, ?)")
+    on!(tx, c => sqlx::query("insert into audit_log (at_ms, actor, action, detail) values ($1, $2, $3, $4)")
         .bind(at_ms)
         .bind(actor)
         .bind(action)
         .bind(detail.to_string())
-        .execute(&mut *tx)
-        .await?;
+        .execute(c).await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -51,9 +50,9 @@ impl Store {
         now_ms: i64,
     ) -> Result<Silence, StoreError> {
         let mut tx = self.write_tx().await?;
-        let silence = sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
+        let silence = on!(tx, c => sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
             "insert into silences (target, category, error_id, location, starts_at_ms, ends_at_ms, \
-             comment, created_by, created_at_ms) values (?, ?, ?, ?, ?, ?, ?, ?, ?) returning {SILENCE_COLUMNS}"
+             comment, created_by, created_at_ms) values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning {SILENCE_COLUMNS}"
         )))
         .bind(&new.target)
         .bind(&new.category)
@@ -64,8 +63,7 @@ impl Store {
         .bind(&new.comment)
         .bind(actor)
         .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(c).await)?;
         audit(
             &mut tx,
             now_ms,
@@ -81,13 +79,14 @@ impl Store {
     /// Silences that have not ended by `now_ms` (active or to come), or all with `all`;
     /// newest first.
     pub async fn silences(&self, now_ms: i64, all: bool) -> Result<Vec<Silence>, StoreError> {
-        Ok(sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
-            "select {SILENCE_COLUMNS} from silences where ?2 or ends_at_ms > ?1 order by id desc"
+        Ok(
+            on!(self.pool, c => sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
+            "select {SILENCE_COLUMNS} from silences where $2 or ends_at_ms > $1 order by id desc"
         )))
         .bind(now_ms)
         .bind(all)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(c).await)?,
+        )
     }
 
     /// Ends a silence now.
@@ -98,12 +97,11 @@ impl Store {
         now_ms: i64,
     ) -> Result<Expired, StoreError> {
         let mut tx = self.write_tx().await?;
-        let found = sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
-            "select {SILENCE_COLUMNS} from silences where id = ?"
+        let found = on!(tx, c => sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
+            "select {SILENCE_COLUMNS} from silences where id = $1"
         )))
         .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        .fetch_optional(c).await)?;
         let Some(found) = found else {
             return Ok(Expired::NotFound);
         };
@@ -112,14 +110,13 @@ impl Store {
         }
         // A silence that has not started yet ends before it starts: keep the row valid.
         let ends = now_ms.max(found.starts_at_ms + 1);
-        let silence = sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
-            "update silences set ends_at_ms = ?, expired_at_ms = ? where id = ? returning {SILENCE_COLUMNS}"
+        let silence = on!(tx, c => sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
+            "update silences set ends_at_ms = $1, expired_at_ms = $2 where id = $3 returning {SILENCE_COLUMNS}"
         )))
         .bind(ends)
         .bind(now_ms)
         .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(c).await)?;
         audit(
             &mut tx,
             now_ms,
@@ -141,29 +138,27 @@ impl Store {
         now_ms: i64,
     ) -> Result<Acked, StoreError> {
         let mut tx = self.write_tx().await?;
-        let found = sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(format!(
-            "select {} from incidents where id = ?",
+        let found = on!(tx, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(format!(
+            "select {} from incidents where id = $1",
             super::incidents::INCIDENT_COLUMNS
         )))
         .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        .fetch_optional(c).await)?;
         let Some(found) = found else {
             return Ok(Acked::NotFound);
         };
         if found.resolved_at_ms.is_some() {
             return Ok(Acked::Resolved(found));
         }
-        let row = sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(format!(
-            "update incidents set acked_at_ms = ?, acked_by = ?, ack_comment = ? where id = ? returning {}",
+        let row = on!(tx, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(format!(
+            "update incidents set acked_at_ms = $1, acked_by = $2, ack_comment = $3 where id = $4 returning {}",
             super::incidents::INCIDENT_COLUMNS
         )))
         .bind(now_ms)
         .bind(actor)
         .bind(comment)
         .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(c).await)?;
         audit(
             &mut tx,
             now_ms,

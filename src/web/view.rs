@@ -30,7 +30,8 @@ fn rank(category: Category) -> u8 {
         Category::ClientError => 2,
         Category::Unknown => 1,
         // Probes are never stored as headroom; a badge may show it.
-        Category::Headroom | Category::Slow => 1,
+        // Probes are never stored as monitor either: it concerns an agent, not a target.
+        Category::Headroom | Category::Slow | Category::Monitor => 1,
         Category::Ok => 0,
     }
 }
@@ -48,6 +49,7 @@ fn class(category: Category) -> &'static str {
         Category::Unknown => "c-unknown",
         Category::Headroom => "c-headroom",
         Category::Slow => "c-slow",
+        Category::Monitor => "c-monitor",
     }
 }
 

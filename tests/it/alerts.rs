@@ -46,10 +46,11 @@ fn find<'a>(mails: &'a [Mail], prefix: &str) -> Option<&'a Mail> {
     mails.iter().find(|m| m.subject.starts_with(prefix))
 }
 
-#[tokio::test]
-async fn each_category_sends_a_documented_email_over_starttls_and_a_resolved_one_follows() {
+async fn each_category_sends_a_documented_email_over_starttls_and_a_resolved_one_follows(
+    engine: Engine,
+) {
     let sim = start_simulator().await;
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     let (cert, key) = self_signed(ws.dir.path());
     let smtp = SmtpServer::start(
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
@@ -249,10 +250,9 @@ async fn each_category_sends_a_documented_email_over_starttls_and_a_resolved_one
     assert_eq!(status["targets"].as_array().unwrap().len(), 5);
 }
 
-#[tokio::test]
-async fn two_targets_failing_together_within_group_wait_produce_one_email() {
+async fn two_targets_failing_together_within_group_wait_produce_one_email(engine: Engine) {
     let sim = start_simulator().await;
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     let smtp = SmtpServer::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), None);
     let mut config = email_config(smtp.port, "none", None, "8s");
     for name in ["eu-prod", "us-prod"] {
@@ -296,10 +296,11 @@ async fn two_targets_failing_together_within_group_wait_produce_one_email() {
     assert_eq!(smtp.mails().len(), 1, "nothing else was sent");
 }
 
-#[tokio::test]
-async fn an_smtp_outage_delays_the_email_and_a_restart_neither_loses_nor_repeats_it() {
+async fn an_smtp_outage_delays_the_email_and_a_restart_neither_loses_nor_repeats_it(
+    engine: Engine,
+) {
     let sim = start_simulator().await;
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     let port = closed_port();
     let mut config = email_config(port, "none", None, "0s");
     config.push_str(
@@ -323,24 +324,12 @@ async fn an_smtp_outage_delays_the_email_and_a_restart_neither_loses_nor_repeats
         .toml(),
     );
     let config = ws.write_config(&config);
-    let db = ws.db();
-
-    let attempts = || {
-        let db = db.clone();
-        async move {
-            let url = format!("sqlite://{}?mode=ro", db.display());
-            let Ok(pool) = sqlx::SqlitePool::connect(&url).await else {
-                return (0, String::new());
-            };
-            let row: Option<(i64, String)> =
-                sqlx::query_as("select attempts, state from alert_deliveries")
-                    .fetch_optional(&pool)
-                    .await
-                    .ok()
-                    .flatten();
-            pool.close().await;
-            row.unwrap_or((0, String::new()))
-        }
+    let attempts = || async {
+        ws.try_rows::<(i64, String)>("select attempts, state from alert_deliveries")
+            .await
+            .ok()
+            .and_then(|rows| rows.into_iter().next())
+            .unwrap_or((0, String::new()))
     };
 
     let daemon = Daemon::start(&config, &[("K", KEY)]);
@@ -385,11 +374,11 @@ async fn an_smtp_outage_delays_the_email_and_a_restart_neither_loses_nor_repeats
     let (_, state) = attempts().await;
     assert_eq!(state, "sent");
     // One incident, not two, after the restart.
-    let url = format!("sqlite://{}?mode=ro", ws.db().display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let (incidents,): (i64,) = sqlx::query_as("select count(*) from incidents")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(incidents, 1);
+    assert_eq!(ws.count("select count(*) from incidents").await, 1);
 }
+
+crate::both_engines!(
+    each_category_sends_a_documented_email_over_starttls_and_a_resolved_one_follows,
+    two_targets_failing_together_within_group_wait_produce_one_email,
+    an_smtp_outage_delays_the_email_and_a_restart_neither_loses_nor_repeats_it,
+);

@@ -2,6 +2,7 @@
 //! temporary directory, the built binary, and the SQLite file it writes.
 #![allow(dead_code)] // each test module uses a part of the helpers
 
+pub mod postgres;
 pub mod smtp;
 
 use openai_watch::simulate::{SimState, Simulator};
@@ -97,6 +98,7 @@ pub struct TestApp {
 pub struct TestAppBuilder {
     config: String,
     env: Vec<(String, String)>,
+    engine: Engine,
 }
 
 impl TestApp {
@@ -141,6 +143,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// The store the daemon runs on.
+    pub fn on(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
+    }
+
     /// An environment variable of the daemon.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
@@ -150,7 +158,7 @@ impl TestAppBuilder {
     /// Writes the config into a new workspace and starts the daemon; returns once the
     /// dashboard listens.
     pub async fn start_with(self, sim: Simulator) -> TestApp {
-        let ws = Workspace::new();
+        let ws = Workspace::on(self.engine);
         let config = ws.write_config(&self.config);
         let env: Vec<(&str, &str)> = self
             .env
@@ -216,16 +224,135 @@ impl TargetSpec<'_> {
     }
 }
 
+/// The store a test runs against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    #[default]
+    Sqlite,
+    /// A fresh database in the test process's throwaway cluster.
+    Postgres,
+}
+
+/// Runs an `async fn(Engine)` test once per engine: `mod NAME { sqlite, postgres }`.
+#[macro_export]
+macro_rules! both_engines {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                use $crate::helpers::Engine;
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(Engine::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(Engine::Postgres).await
+                }
+            }
+        )+
+    };
+}
+
 /// A temporary directory holding a config file and the database it names.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database of this workspace, when it runs on PostgreSQL.
+    pub pg_url: Option<String>,
 }
 
 impl Workspace {
     pub fn new() -> Workspace {
+        Workspace::on(Engine::Sqlite)
+    }
+
+    pub fn on(engine: Engine) -> Workspace {
         Workspace {
             dir: tempfile::tempdir().unwrap(),
+            pg_url: (engine == Engine::Postgres).then(|| postgres::cluster().fresh_database()),
         }
+    }
+
+    /// The `[storage]` line naming this workspace's database.
+    pub fn storage_line(&self) -> String {
+        match &self.pg_url {
+            Some(url) => format!("url = \"{url}\""),
+            None => format!("path = \"{}\"", self.db().display()),
+        }
+    }
+
+    /// Runs a query on this workspace's database (read-only for SQLite) and returns its
+    /// rows; an error when the database cannot be read (yet).
+    pub async fn try_rows<T>(&self, sql: &str) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match &self.pg_url {
+            Some(url) => {
+                let pool = sqlx::PgPool::connect(url).await?;
+                let rows = sqlx::query_as::<_, T>(sql).fetch_all(&pool).await;
+                pool.close().await;
+                rows
+            }
+            None => {
+                let url = format!("sqlite://{}?mode=ro", self.db().display());
+                let pool = sqlx::SqlitePool::connect(&url).await?;
+                let rows = sqlx::query_as::<_, T>(sql).fetch_all(&pool).await;
+                pool.close().await;
+                rows
+            }
+        }
+    }
+
+    /// Like `try_rows`, failing the test on an error.
+    pub async fn rows<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        self.try_rows(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// A `select count(*) …`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.rows::<(i64,)>(sql).await[0].0
+    }
+
+    /// Every probe row, oldest first.
+    pub async fn probe_rows(&self) -> Vec<Row_> {
+        self.rows::<(String, String, String, String, Option<i64>, String, Option<String>)>(
+            "select target, probe, category, error_id, http_status, location, message from probes order by id",
+        )
+        .await
+        .into_iter()
+        .map(|r| Row_ {
+            target: r.0,
+            probe: r.1,
+            category: r.2,
+            error_id: r.3,
+            http_status: r.4,
+            location: r.5,
+            message: r.6,
+        })
+        .collect()
+    }
+
+    /// The store, as the daemon opens it.
+    pub async fn store(&self) -> openai_watch::store::Store {
+        let database = match &self.pg_url {
+            Some(url) => openai_watch::store::Database::Postgres(url.clone().into()),
+            None => openai_watch::store::Database::Sqlite(self.db()),
+        };
+        openai_watch::store::Store::connect(&database)
+            .await
+            .unwrap()
     }
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("watch.db")
@@ -247,8 +374,8 @@ impl Workspace {
             "[dashboard]\nlisten = \"127.0.0.1:0\"\n\n"
         };
         let text = format!(
-            "[agent]\nlocation = \"test-lab\"\n\n[storage]\npath = \"{}\"\n{storage}\n{dashboard}{rest}",
-            self.db().display()
+            "[agent]\nlocation = \"test-lab\"\n\n[storage]\n{}\n{storage}\n{dashboard}{rest}",
+            self.storage_line()
         );
         std::fs::write(self.config_path(), text).unwrap();
         self.config_path()

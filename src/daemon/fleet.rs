@@ -1,0 +1,159 @@
+//! The agent's part in a fleet (SPEC §14): its heartbeat in the database (and the `monitor`
+//! incidents about agents that stopped writing theirs), the work one agent does for all
+//! (retention, the status-page poller) under an advisory lock, and the optional dead-man's
+//! switch `[agent] heartbeat_url`.
+
+use crate::config::Config;
+use crate::health::Health;
+use crate::store::{AgentRow, SessionLock, Store};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+/// The longest pause between two heartbeats.
+const BEAT_AT_MOST_EVERY: Duration = Duration::from_secs(10);
+/// How often the dead-man's switch is called.
+const SWITCH_EVERY: Duration = Duration::from_secs(60);
+/// How often an agent without the housekeeping lock tries to take it.
+const LEADER_RETRY: Duration = Duration::from_secs(15);
+
+/// How often this agent writes its heartbeat: a third of the silence it allows, at most 10 s.
+pub fn beat_every(silent_after: Duration) -> Duration {
+    (silent_after / 3).clamp(Duration::from_millis(500), BEAT_AT_MOST_EVERY)
+}
+
+/// Writes this agent's heartbeat while its scheduler is healthy, opening and resolving
+/// `monitor` incidents; wakes the notifier when that wrote an alert.
+pub async fn heartbeat(
+    store: Store,
+    config: watch::Receiver<Arc<Config>>,
+    health: Arc<Health>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let started_at_ms = crate::clock::now_ms();
+    let client = switch_client();
+    let mut last_switch: Option<tokio::time::Instant> = None;
+    loop {
+        let current = config.borrow().clone();
+        let now = crate::clock::now_ms();
+        if health.scheduler_ok(now) {
+            let me = AgentRow {
+                location: current.location.clone(),
+                seen_at_ms: now,
+                silent_after_ms: crate::clock::millis(current.silent_after),
+                started_at_ms,
+                version: crate::cli::version().to_string(),
+            };
+            match store
+                .heartbeat(&me, now, &crate::notify::routing(&current))
+                .await
+            {
+                Ok(beat) => {
+                    for c in &beat.recorded.changes {
+                        tracing::warn!(agent = %c.target, incident = c.incident_id, transition = ?c.transition, "monitor incident");
+                    }
+                    if beat.recorded.events > 0 {
+                        wake.notify_one();
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot write the heartbeat; will retry"),
+            }
+            if let (Some(url), Some(client)) = (&current.heartbeat_url, &client)
+                && last_switch.is_none_or(|t| t.elapsed() >= SWITCH_EVERY)
+            {
+                last_switch = Some(tokio::time::Instant::now());
+                ping(client, url).await;
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(beat_every(current.silent_after)) => {}
+        }
+    }
+}
+
+fn switch_client() -> Option<reqwest::Client> {
+    crate::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .user_agent(concat!("openai-watch/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .inspect_err(|e| tracing::error!(error = %e, "cannot build the heartbeat_url client"))
+        .ok()
+}
+
+/// Calls the dead-man's switch; a failure is logged (the switch itself raises the alarm when
+/// the calls stop).
+async fn ping(client: &reqwest::Client, url: &reqwest::Url) {
+    match client.get(url.clone()).send().await {
+        Ok(answer) if answer.status().is_success() => {
+            tracing::debug!(status = %answer.status(), "heartbeat_url called")
+        }
+        Ok(answer) => {
+            tracing::warn!(status = %answer.status(), "heartbeat_url answered with an error")
+        }
+        Err(e) => tracing::warn!(error = %e.without_url(), "heartbeat_url not reached"),
+    }
+}
+
+/// Whether this agent does the work one agent does for all: always on SQLite; on
+/// PostgreSQL, while it holds the housekeeping advisory lock.
+#[derive(Debug)]
+pub struct Leadership {
+    held: AtomicBool,
+}
+
+impl Leadership {
+    /// A SQLite daemon leads from the start; an agent of a fleet once it has the lock.
+    pub fn new(shared: bool) -> Leadership {
+        Leadership {
+            held: AtomicBool::new(!shared),
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// Takes the housekeeping lock when no agent holds it, and keeps it while its connection
+/// lives; checks it every `LEADER_RETRY`.
+pub async fn lead(store: Store, leadership: Arc<Leadership>, cancel: CancellationToken) {
+    let mut lock: Option<SessionLock> = None;
+    loop {
+        let alive = match lock.as_mut() {
+            Some(l) => l.alive().await,
+            None => false,
+        };
+        if !alive {
+            if lock.take().is_some() {
+                tracing::warn!("lost the housekeeping lock (its connection ended)");
+            }
+            match store
+                .try_session_lock(crate::store::HOUSEKEEPING_LOCK)
+                .await
+            {
+                Ok(Some(l)) => {
+                    if store.is_postgres() {
+                        tracing::info!(
+                            "this agent does retention and status-page polling for the fleet"
+                        );
+                    }
+                    lock = Some(l);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the housekeeping lock; will retry")
+                }
+            }
+        }
+        leadership.held.store(lock.is_some(), Ordering::Relaxed);
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(LEADER_RETRY) => {}
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Agents' heartbeats and the `monitor` incidents about silent ones (SPEC §14). Every agent
+//! writes its heartbeat to the shared database; the others notice when one stops, without
+//! talking to each other.
+
+use super::incidents::{IncidentChange, Recorded, Routing, close_incident, insert_event};
+use super::{Store, StoreError};
+use crate::detect::Transition;
+use crate::domain::{Category, EventKind, ProbeKind};
+use serde::Serialize;
+
+/// The target name of the `monitor` incident about the agent at `location`.
+pub fn monitor_target(location: &str) -> String {
+    format!("agent:{location}")
+}
+
+/// The error id of a `monitor` incident.
+pub const AGENT_SILENT: &str = "agent_silent";
+
+/// One agent of the fleet, as its heartbeat says.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AgentRow {
+    pub location: String,
+    pub seen_at_ms: i64,
+    pub silent_after_ms: i64,
+    pub started_at_ms: i64,
+    pub version: String,
+}
+
+impl AgentRow {
+    /// Whether the agent has been silent for longer than it allows at `now_ms`.
+    pub fn is_silent(&self, now_ms: i64) -> bool {
+        now_ms.saturating_sub(self.seen_at_ms) > self.silent_after_ms
+    }
+}
+
+/// What one heartbeat wrote.
+#[derive(Debug)]
+pub struct Heartbeat {
+    pub recorded: Recorded,
+}
+
+impl Store {
+    /// Writes the heartbeat of the agent at `me`; resolves the `monitor` incident about it, if
+    /// one is open (it is back); and opens one about every other agent silent for longer than
+    /// its `silent_after`, alerted through `routing`. One transaction, agents taking turns.
+    pub async fn heartbeat(
+        &self,
+        me: &AgentRow,
+        now_ms: i64,
+        routing: &Routing,
+    ) -> Result<Heartbeat, StoreError> {
+        let mut tx = self.write_tx().await?;
+        tx.serialize(super::engine::INCIDENTS_LOCK).await?;
+        on!(tx, c => sqlx::query(
+            "insert into agents (location, seen_at_ms, silent_after_ms, started_at_ms, version) \
+             values ($1, $2, $3, $4, $5) on conflict (location) do update set \
+             seen_at_ms = excluded.seen_at_ms, silent_after_ms = excluded.silent_after_ms, \
+             started_at_ms = excluded.started_at_ms, version = excluded.version",
+        )
+        .bind(&me.location)
+        .bind(now_ms)
+        .bind(me.silent_after_ms)
+        .bind(me.started_at_ms)
+        .bind(&me.version)
+        .execute(c).await.map(|r| r.rows_affected()))?;
+        let mut recorded = Recorded::default();
+        let mine = monitor_target(&me.location);
+        let open: Option<i64> = on!(tx, c => sqlx::query_scalar(
+            "select id from incidents where target = $1 and category = $2 and resolved_at_ms is null",
+        )
+        .bind(&mine)
+        .bind(Category::Monitor)
+        .fetch_optional(c).await)?;
+        if let Some(id) = open {
+            let (id, events) =
+                close_incident(&mut tx, id, Category::Monitor, now_ms, routing).await?;
+            recorded.events += events;
+            recorded.changes.push(IncidentChange {
+                target: mine,
+                incident_id: id,
+                transition: Transition::Resolved {
+                    category: Category::Monitor,
+                },
+            });
+        }
+        let others: Vec<AgentRow> = on!(tx, c => sqlx::query_as::<_, AgentRow>(
+            "select location, seen_at_ms, silent_after_ms, started_at_ms, version from agents \
+             where location != $1 order by location",
+        )
+        .bind(&me.location)
+        .fetch_all(c).await)?;
+        for other in others.iter().filter(|a| a.is_silent(now_ms)) {
+            let target = monitor_target(&other.location);
+            let since = crate::timefmt::rfc3339(other.seen_at_ms);
+            let message = format!(
+                "agent {} silent since {since} (allowed: {} s); seen by {}",
+                other.location,
+                other.silent_after_ms / 1000,
+                me.location
+            );
+            // A monitor incident concerns no probe; the column is required, and `models` is
+            // the probe every agent makes.
+            let opened: Option<i64> = on!(tx, c => sqlx::query_scalar(
+                "insert into incidents (target, category, location, probe, first_error_id, last_error_id, \
+                 opened_at_ms, last_seen_at_ms, probe_count, last_message) \
+                 values ($1, $2, $3, $4, $5, $5, $6, $7, 0, $8) \
+                 on conflict (target, category) where resolved_at_ms is null do nothing returning id",
+            )
+            .bind(&target)
+            .bind(Category::Monitor)
+            .bind(&me.location)
+            .bind(ProbeKind::Models)
+            .bind(AGENT_SILENT)
+            .bind(other.seen_at_ms)
+            .bind(now_ms)
+            .bind(&message)
+            .fetch_optional(c).await)?;
+            let Some(id) = opened else { continue };
+            let channels = routing.channels_for(&target, Category::Monitor, &me.location);
+            recorded.events += insert_event(
+                &mut tx,
+                id,
+                EventKind::Firing,
+                Category::Monitor,
+                now_ms,
+                routing.group_wait_ms,
+                &channels,
+            )
+            .await?;
+            recorded.changes.push(IncidentChange {
+                target,
+                incident_id: id,
+                transition: Transition::Opened {
+                    category: Category::Monitor,
+                    probe_count: 0,
+                    since_ms: other.seen_at_ms,
+                },
+            });
+        }
+        self.commit(tx).await?;
+        Ok(Heartbeat { recorded })
+    }
+
+    /// Every agent that has written a heartbeat, by location.
+    pub async fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        Ok(on!(self.pool, c => sqlx::query_as::<_, AgentRow>(
+            "select location, seen_at_ms, silent_after_ms, started_at_ms, version from agents order by location",
+        )
+        .fetch_all(c).await)?)
+    }
+}
+
+/// A PostgreSQL session-level advisory lock, held for as long as this value lives on a
+/// connection of its own (taken out of the pool): when the agent dies, its connection
+/// closes and the lock goes with it. On SQLite there is one writer, which always holds it.
+pub struct SessionLock {
+    conn: Option<sqlx::PgConnection>,
+}
+
+impl SessionLock {
+    /// Whether the lock is still held: its connection still answers.
+    pub async fn alive(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return true;
+        };
+        sqlx::query("select 1").execute(conn).await.is_ok()
+    }
+}
+
+impl Store {
+    /// Takes the advisory lock `key` if no other agent holds it; `None` when one does.
+    pub async fn try_session_lock(&self, key: i64) -> Result<Option<SessionLock>, StoreError> {
+        let super::engine::Pool::Postgres(pool) = &self.pool else {
+            return Ok(Some(SessionLock { conn: None }));
+        };
+        let mut conn = pool.acquire().await?.detach();
+        let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(got.then_some(SessionLock { conn: Some(conn) }))
+    }
+}

@@ -1,0 +1,153 @@
+//! The two engines behind one `Store`: SQLite (the embedded default) and PostgreSQL (a
+//! fleet of agents sharing one database, SPEC §14).
+//!
+//! Each statement is written once, in SQL both engines accept (`$1` placeholders, `on
+//! conflict`, `returning`, `cast(… as bigint)`), and run through [`on!`], which compiles it
+//! for each engine's native driver: the binds and the row types are checked by the compiler
+//! against both, and the embedded path keeps SQLite's own driver at full speed. The few
+//! statements that cannot be portable (a list parameter, a row lock) say so where they are.
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool};
+use std::path::PathBuf;
+
+/// Which database a config names: `[storage] path` or `[storage] url`.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite(PathBuf),
+    /// A `postgres://` URL; it may hold a password, so it is never printed whole.
+    Postgres(SecretString),
+}
+
+impl Database {
+    /// The database in words, without a password: the SQLite path, or the PostgreSQL URL's
+    /// host, port and database name.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(url) => describe_url(url.expose_secret()),
+        }
+    }
+
+    /// The SQLite file, when this is one.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        }
+    }
+}
+
+/// `postgres://user:secret@host:5432/db?sslmode=…` → `postgres://host:5432/db`.
+pub fn describe_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!(
+                "{}://{}{port}{}",
+                u.scheme(),
+                u.host_str().unwrap_or("localhost"),
+                u.path()
+            )
+        }
+        Err(_) => "a PostgreSQL URL that does not parse".to_string(),
+    }
+}
+
+/// Advisory lock keys (PostgreSQL): incident changes, the outbox's reminders and re-fires,
+/// and the work one agent does for all (retention, rollups, the status-page poller).
+pub const INCIDENTS_LOCK: i64 = 0x6f77_0001;
+pub const OUTBOX_LOCK: i64 = 0x6f77_0002;
+pub const HOUSEKEEPING_LOCK: i64 = 0x6f77_0003;
+
+/// One of two things, by engine.
+pub enum Either<S, P> {
+    Sqlite(S),
+    Postgres(P),
+}
+
+/// A pool of connections to one engine.
+#[derive(Clone, Debug)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Pool {
+    pub fn engine(&self) -> Either<&SqlitePool, &PgPool> {
+        match self {
+            Pool::Sqlite(p) => Either::Sqlite(p),
+            Pool::Postgres(p) => Either::Postgres(p),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// A write transaction on one engine.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub fn engine(&mut self) -> Either<&mut SqliteConnection, &mut PgConnection> {
+        match self {
+            Tx::Sqlite(t) => Either::Sqlite(&mut **t),
+            Tx::Postgres(t) => Either::Postgres(&mut **t),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+    }
+
+    /// On PostgreSQL, waits for the advisory lock `key` and holds it to the end of the
+    /// transaction: agents sharing the database take turns. SQLite has one writer already.
+    pub async fn serialize(&mut self, key: i64) -> Result<(), sqlx::Error> {
+        if let Tx::Postgres(t) = self {
+            sqlx::query("select pg_advisory_xact_lock($1)")
+                .bind(key)
+                .execute(&mut **t)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `$body` with `$c` bound to the engine's pool or connection (`$on` is a [`Pool`] or a
+/// [`Tx`]): the statement is written once and compiled for both engines.
+macro_rules! on {
+    ($on:expr, $c:ident => $body:expr) => {
+        match $on.engine() {
+            $crate::store::engine::Either::Sqlite($c) => $body,
+            $crate::store::engine::Either::Postgres($c) => $body,
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_described_url_keeps_no_credentials() {
+        let d = Database::Postgres(SecretString::from(
+            "postgres://watch:s3cret@db.internal:6543/watch?sslmode=require",
+        ));
+        assert_eq!(d.describe(), "postgres://db.internal:6543/watch");
+        assert!(!d.describe().contains("s3cret"));
+        assert_eq!(
+            describe_url("not a url"),
+            "a PostgreSQL URL that does not parse"
+        );
+    }
+}
