@@ -72,6 +72,10 @@ pub struct ApiIncident {
     pub resolution: String,
     /// `{ "by", "at", "comment" }` once acknowledged, else null.
     pub acknowledged: Option<ApiAck>,
+    /// Where it is seen now (every location that saw it, once resolved); SPEC §14.
+    pub locations: Vec<String>,
+    /// Locations of running agents that do not see it (a fleet; empty on one machine).
+    pub healthy_locations: Vec<String>,
 }
 
 /// Who acknowledged an incident, when, and why.
@@ -97,6 +101,8 @@ impl From<&IncidentRow> for ApiIncident {
             last_message: r.last_message.clone(),
             cause: entry.map_or("", |e| e.cause).to_string(),
             resolution: entry.map_or("", |e| e.resolution).to_string(),
+            locations: r.locations.clone(),
+            healthy_locations: r.healthy_locations.clone(),
             acknowledged: r.acked_at_ms.map(|at| ApiAck {
                 by: r.acked_by.clone().unwrap_or_default(),
                 at: rfc3339(at),

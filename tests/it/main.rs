@@ -13,6 +13,7 @@ mod day_two;
 mod default_config;
 mod demo;
 mod faults;
+mod fleet;
 mod hardening;
 mod hostile;
 mod leading;

@@ -320,6 +320,12 @@ impl Workspace {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// A `select count(*) …`, or `None` while the database cannot answer it (not created or
+    /// migrated yet).
+    pub async fn try_count(&self, sql: &str) -> Option<i64> {
+        self.try_rows::<(i64,)>(sql).await.ok().map(|r| r[0].0)
+    }
+
     /// A `select count(*) …`.
     pub async fn count(&self, sql: &str) -> i64 {
         self.rows::<(i64,)>(sql).await[0].0
