@@ -406,17 +406,16 @@ async fn a_single_agent_calls_its_dead_mans_switch() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let config = ws.write_config(&format!(
-        "{}",
-        TargetSpec {
+    let config = ws.write_config(
+        &TargetSpec {
             name: "prod",
             base_url: sim.tag_url("prod"),
             key_env: Some("K"),
             timeout: "10s",
             probes: &[("models", "1s")],
         }
-        .toml()
-    ));
+        .toml(),
+    );
     // The switch goes under [agent]: rewrite the agent table the workspace wrote.
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "[agent]\n",
