@@ -7,24 +7,20 @@ use crate::helpers::*;
 const KEY: &str = "sk-leading-signals-test-000";
 
 /// The incidents of the workspace's database: (id, category, resolved, last message).
-async fn incidents(db: std::path::PathBuf) -> Vec<(i64, String, bool, Option<String>)> {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
-        .await
-        .unwrap();
-    let rows: Vec<(i64, String, Option<i64>, Option<String>)> = sqlx::query_as(
+async fn incidents(ws: &Workspace) -> Vec<(i64, String, bool, Option<String>)> {
+    ws.try_rows::<(i64, String, Option<i64>, Option<String>)>(
         "select id, category, resolved_at_ms, last_message from incidents order by id",
     )
-    .fetch_all(&pool)
     .await
-    .unwrap();
-    pool.close().await;
-    rows.into_iter()
-        .map(|(id, c, r, m)| (id, c, r.is_some(), m))
-        .collect()
+    .unwrap_or_default()
+    .into_iter()
+    .map(|(id, c, r, m)| (id, c, r.is_some(), m))
+    .collect()
 }
 
-#[tokio::test]
-async fn headroom_opens_at_ninety_percent_used_resolves_at_half_and_survives_a_restart() {
+async fn headroom_opens_at_ninety_percent_used_resolves_at_half_and_survives_a_restart(
+    engine: Engine,
+) {
     let sim = start_simulator().await;
     let config = format!(
         "[detection]\nfailure_threshold = 3\nsuccess_threshold = 2\nheadroom_warn = 0.9\n\n\
@@ -35,13 +31,13 @@ async fn headroom_opens_at_ninety_percent_used_resolves_at_half_and_survives_a_r
     );
     sim.state.set_tag_remaining("prod", 0.05);
     let app = TestApp::builder()
+        .on(engine)
         .with(&config)
         .env("K", KEY)
         .start_with(sim)
         .await;
-    let db = app.ws.db();
     let open = eventually("the headroom incident", || async {
-        incidents(db.clone())
+        incidents(&app.ws)
             .await
             .into_iter()
             .find(|i| i.1 == "headroom" && !i.2)
@@ -55,7 +51,7 @@ async fn headroom_opens_at_ninety_percent_used_resolves_at_half_and_survives_a_r
         "the message names the model and the limit: {message}"
     );
     // The answers themselves are healthy: no failure incident, every probe ok.
-    assert!(probe_rows(&db).await.iter().all(|r| r.category == "ok"));
+    assert!(app.ws.probe_rows().await.iter().all(|r| r.category == "ok"));
 
     // It alerts, with the documented cause and resolution.
     let firing = eventually("the headroom alert", || async {
@@ -106,12 +102,12 @@ async fn headroom_opens_at_ninety_percent_used_resolves_at_half_and_survives_a_r
     let config_path = ws.config_path();
     let daemon = Daemon::start(&config_path, &[("K", KEY)]);
     daemon.dashboard_url().await;
-    let probes = probe_rows(&ws.db()).await.len();
+    let probes = ws.probe_rows().await.len();
     eventually("three more probes after the restart", || async {
-        (probe_rows(&ws.db()).await.len() >= probes + 3).then_some(())
+        (ws.probe_rows().await.len() >= probes + 3).then_some(())
     })
     .await;
-    let after = incidents(ws.db()).await;
+    let after = incidents(&ws).await;
     assert_eq!(
         after.iter().filter(|i| i.1 == "headroom").count(),
         1,
@@ -125,7 +121,7 @@ async fn headroom_opens_at_ninety_percent_used_resolves_at_half_and_survives_a_r
     // Half the limit left: it resolves.
     sim.state.set_tag_remaining("prod", 0.5);
     eventually("the headroom incident to resolve", || async {
-        incidents(ws.db())
+        incidents(&ws)
             .await
             .into_iter()
             .any(|i| i.0 == open.0 && i.2)
@@ -136,13 +132,14 @@ async fn headroom_opens_at_ninety_percent_used_resolves_at_half_and_survives_a_r
     assert!(status.success(), "{log}");
 }
 
-#[tokio::test]
-async fn slow_opens_when_answers_go_from_50_ms_to_3_s_and_resolves_when_they_come_back() {
+async fn slow_opens_when_answers_go_from_50_ms_to_3_s_and_resolves_when_they_come_back(
+    engine: Engine,
+) {
     let sim = start_simulator().await;
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     // A day of history: healthy chat answers in about 50 ms, as the rollups keep it.
     {
-        let store = openai_watch::store::Store::open(&ws.db()).await.unwrap();
+        let store = ws.store().await;
         let now = openai_watch::clock::now_ms();
         let hour = openai_watch::store::HOUR_MS;
         let rows: Vec<openai_watch::store::RollupRow> = (1..24)
@@ -169,13 +166,10 @@ async fn slow_opens_when_answers_go_from_50_ms_to_3_s_and_resolves_when_they_com
     let daemon = Daemon::start(&config, &[("K", KEY)]);
     daemon.dashboard_url().await;
     eventually("healthy probes", || async {
-        (probe_rows(&ws.db()).await.len() >= 3).then_some(())
+        (ws.probe_rows().await.len() >= 3).then_some(())
     })
     .await;
-    assert!(
-        incidents(ws.db()).await.is_empty(),
-        "fast answers are not slow"
-    );
+    assert!(incidents(&ws).await.is_empty(), "fast answers are not slow");
 
     sim.state
         .set_tag_delay("prod", std::time::Duration::from_secs(3));
@@ -183,7 +177,7 @@ async fn slow_opens_when_answers_go_from_50_ms_to_3_s_and_resolves_when_they_com
         std::time::Duration::from_secs(120),
         "the slow incident",
         || async {
-            incidents(ws.db())
+            incidents(&ws)
                 .await
                 .into_iter()
                 .find(|i| i.1 == "slow" && !i.2)
@@ -201,15 +195,15 @@ async fn slow_opens_when_answers_go_from_50_ms_to_3_s_and_resolves_when_they_com
     assert!(status.success(), "{log}");
     let daemon = Daemon::start(&config, &[("K", KEY)]);
     daemon.dashboard_url().await;
-    let probes = probe_rows(&ws.db()).await.len();
+    let probes = ws.probe_rows().await.len();
     eventually_within(
         std::time::Duration::from_secs(120),
         "two more slow probes after the restart",
-        || async { (probe_rows(&ws.db()).await.len() >= probes + 2).then_some(()) },
+        || async { (ws.probe_rows().await.len() >= probes + 2).then_some(()) },
     )
     .await;
     assert_eq!(
-        incidents(ws.db())
+        incidents(&ws)
             .await
             .iter()
             .filter(|i| i.1 == "slow")
@@ -222,7 +216,7 @@ async fn slow_opens_when_answers_go_from_50_ms_to_3_s_and_resolves_when_they_com
         std::time::Duration::from_secs(120),
         "the slow incident to resolve",
         || async {
-            incidents(ws.db())
+            incidents(&ws)
                 .await
                 .into_iter()
                 .any(|i| i.0 == open.0 && i.2)
@@ -233,12 +227,7 @@ async fn slow_opens_when_answers_go_from_50_ms_to_3_s_and_resolves_when_they_com
     let (status, log) = daemon.terminate().await;
     assert!(status.success(), "{log}");
     // Every answer was healthy all along: slowness is a signal, not a failure.
-    assert!(
-        probe_rows(&ws.db())
-            .await
-            .iter()
-            .all(|r| r.category == "ok")
-    );
+    assert!(ws.probe_rows().await.iter().all(|r| r.category == "ok"));
 }
 
 /// Waits until the daemon's API shows the status page read with `incidents` incidents.
@@ -252,8 +241,9 @@ async fn upstream_read(app: &TestApp, incidents: usize, after_ms: i64) {
     .await;
 }
 
-#[tokio::test]
-async fn every_outage_alert_says_whether_openai_reports_an_incident_and_never_waits_for_it() {
+async fn every_outage_alert_says_whether_openai_reports_an_incident_and_never_waits_for_it(
+    engine: Engine,
+) {
     let sim = start_simulator().await;
     let smtp = crate::helpers::smtp::SmtpServer::start(
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
@@ -272,6 +262,7 @@ async fn every_outage_alert_says_whether_openai_reports_an_incident_and_never_wa
         config.push_str(&one_second_target(name, sim.tag_url(name), "models"));
     }
     let app = TestApp::builder()
+        .on(engine)
         .with(&config)
         .env("K", KEY)
         .start_with(sim)
@@ -361,15 +352,16 @@ async fn every_outage_alert_says_whether_openai_reports_an_incident_and_never_wa
     assert!(status.success(), "{log}");
 }
 
-#[tokio::test]
-async fn the_status_page_is_read_with_conditional_requests_and_a_304_keeps_what_it_said() {
+async fn the_status_page_is_read_with_conditional_requests_and_a_304_keeps_what_it_said(
+    engine: Engine,
+) {
     let sim = start_simulator().await;
     sim.state
         .set_status_page(openai_watch::simulate::StatusPage::Incident(
             "Degraded API".into(),
         ));
-    let ws = Workspace::new();
-    let store = openai_watch::store::Store::open(&ws.db()).await.unwrap();
+    let ws = Workspace::on(engine);
+    let store = ws.store().await;
     let settings = openai_watch::config::UpstreamStatus {
         url: reqwest::Url::parse(&format!("http://{}/_sim/status/summary.json", sim.addr)).unwrap(),
         interval: std::time::Duration::from_secs(120),
@@ -399,3 +391,10 @@ async fn the_status_page_is_read_with_conditional_requests_and_a_304_keeps_what_
     assert_eq!(third.indicator.as_deref(), Some("none"));
     store.close().await;
 }
+
+crate::both_engines!(
+    headroom_opens_at_ninety_percent_used_resolves_at_half_and_survives_a_restart,
+    slow_opens_when_answers_go_from_50_ms_to_3_s_and_resolves_when_they_come_back,
+    every_outage_alert_says_whether_openai_reports_an_incident_and_never_waits_for_it,
+    the_status_page_is_read_with_conditional_requests_and_a_304_keeps_what_it_said,
+);

@@ -13,10 +13,9 @@ fn chat_target(name: &str, base_url: &str, model: &str, field: Option<&str>) -> 
     )
 }
 
-#[tokio::test]
-async fn the_chat_probe_sends_max_completion_tokens_or_the_field_the_server_knows() {
+async fn the_chat_probe_sends_max_completion_tokens_or_the_field_the_server_knows(engine: Engine) {
     let sim = start_simulator().await;
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     let url = sim.base_url("ok");
     let config = ws.write_config(&format!(
         "{}{}{}",
@@ -84,10 +83,9 @@ async fn max_tokens_field_is_refused_on_a_probe_that_is_not_chat() {
     );
 }
 
-#[tokio::test]
-async fn the_probe_kinds_of_todays_api_classify_every_answer() {
+async fn the_probe_kinds_of_todays_api_classify_every_answer(engine: Engine) {
     let sim = start_simulator().await;
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     // (target, scenario, probe kind, expected catalog id)
     let mut cases = Vec::new();
     for kind in ["responses", "chat_stream", "embeddings"] {
@@ -195,9 +193,14 @@ async fn the_probe_kinds_of_todays_api_classify_every_answer() {
         .find(|l| l.contains("chat-stream-ok/chat_stream"))
         .unwrap();
     assert!(line.contains("(first token "), "{line}");
-    let rows = probe_rows(&ws.db()).await;
+    let rows = ws.probe_rows().await;
     assert_eq!(
         rows.iter().filter(|r| r.probe == "chat_stream").count(),
         2 * 5
     );
 }
+
+crate::both_engines!(
+    the_chat_probe_sends_max_completion_tokens_or_the_field_the_server_knows,
+    the_probe_kinds_of_todays_api_classify_every_answer,
+);

@@ -26,11 +26,13 @@ fn probes_of(app: &TestApp, tag: &str) -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn a_reload_whose_alert_channel_cannot_be_built_is_refused_and_probing_goes_on() {
+async fn a_reload_whose_alert_channel_cannot_be_built_is_refused_and_probing_goes_on(
+    engine: Engine,
+) {
     let sim = start_simulator().await;
     let keep = target("keep", sim.tag_url("keep"));
     let app = TestApp::builder()
+        .on(engine)
         .with(&keep)
         .env("K", KEY)
         .start_with(sim)
@@ -76,8 +78,7 @@ async fn a_reload_whose_alert_channel_cannot_be_built_is_refused_and_probing_goe
     );
 }
 
-#[tokio::test]
-async fn a_reload_that_removes_a_target_resolves_its_open_incident() {
+async fn a_reload_that_removes_a_target_resolves_its_open_incident(engine: Engine) {
     let sim = start_simulator().await;
     sim.state.set_tag("gone", "invalid_api_key").unwrap();
     let keep = target("keep", sim.tag_url("keep"));
@@ -87,6 +88,7 @@ async fn a_reload_that_removes_a_target_resolves_its_open_incident() {
         sim.addr
     );
     let app = TestApp::builder()
+        .on(engine)
         .with(&format!("{webhook}{keep}{gone}"))
         .env("K", KEY)
         .start_with(sim)
@@ -167,3 +169,8 @@ async fn a_reload_that_removes_a_target_resolves_its_open_incident() {
         "the resolution is logged with its reason: {log}"
     );
 }
+
+crate::both_engines!(
+    a_reload_whose_alert_channel_cannot_be_built_is_refused_and_probing_goes_on,
+    a_reload_that_removes_a_target_resolves_its_open_incident,
+);

@@ -5,10 +5,9 @@
 use crate::helpers::*;
 use openai_watch::simulate::RATE_LIMIT_RETRY_AFTER_SECS;
 
-#[tokio::test]
-async fn a_retry_after_answer_delays_the_next_probe_of_that_kind() {
+async fn a_retry_after_answer_delays_the_next_probe_of_that_kind(engine: Engine) {
     let sim = start_simulator().await;
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     let limited = TargetSpec {
         name: "limited",
         base_url: sim.base_url("rate_limit_exceeded"),
@@ -51,15 +50,14 @@ async fn a_retry_after_answer_delays_the_next_probe_of_that_kind() {
         log.contains("upstream asked to wait"),
         "the pause is logged: {log}"
     );
-    let rows = probe_rows(&ws.db()).await;
+    let rows = ws.probe_rows().await;
     assert_eq!(rows.iter().filter(|r| r.target == "limited").count(), 1);
     assert!(rows.iter().filter(|r| r.target == "control").count() >= 5);
 }
 
-#[tokio::test]
-async fn a_pause_asked_for_survives_a_reload_and_a_restart() {
+async fn a_pause_asked_for_survives_a_reload_and_a_restart(engine: Engine) {
     let sim = start_simulator().await;
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     let spec = |name, url| TargetSpec {
         name,
         base_url: url,
@@ -117,3 +115,8 @@ async fn a_pause_asked_for_survives_a_reload_and_a_restart() {
     let (status, log) = daemon.terminate().await;
     assert!(status.success(), "{log}");
 }
+
+crate::both_engines!(
+    a_retry_after_answer_delays_the_next_probe_of_that_kind,
+    a_pause_asked_for_survives_a_reload_and_a_restart,
+);
