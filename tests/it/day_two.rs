@@ -40,23 +40,15 @@ fn firing_about<'a>(mails: &'a [Mail], target: &str) -> Vec<&'a Mail> {
 
 /// Deliveries of `target`'s incidents: (kind, channel, state, silence id, maintenance).
 async fn deliveries(
-    db: &std::path::Path,
+    ws: &Workspace,
     target: &str,
 ) -> Vec<(String, String, String, Option<i64>, Option<String>)> {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
-        .await
-        .unwrap();
-    let rows = sqlx::query_as(
+    ws.rows(&format!(
         "select e.kind, d.channel, d.state, d.silence_id, d.maintenance from alert_deliveries d \
          join alert_events e on e.id = d.event_id join incidents i on i.id = e.incident_id \
-         where i.target = ? order by d.id",
-    )
-    .bind(target)
-    .fetch_all(&pool)
+         where i.target = '{target}' order by d.id"
+    ))
     .await
-    .unwrap();
-    pool.close().await;
-    rows
 }
 
 async fn cli(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
@@ -71,11 +63,12 @@ async fn cli(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> (i32, Strin
     )
 }
 
-#[tokio::test]
-async fn a_silenced_quota_incident_sends_nothing_and_fires_once_when_the_silence_ends() {
+async fn a_silenced_quota_incident_sends_nothing_and_fires_once_when_the_silence_ends(
+    engine: Engine,
+) {
     let sim = start_simulator().await;
     let mail = smtp();
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     sim.state.set_tag("prod", "insufficient_quota").unwrap();
     let config = format!(
         "[detection]\nfailure_threshold = 2\n\n{}{}",
@@ -109,7 +102,7 @@ async fn a_silenced_quota_incident_sends_nothing_and_fires_once_when_the_silence
     let url = daemon.dashboard_url().await;
     // The incident opens, is shown, and its alert is recorded as suppressed by silence 1.
     eventually("the firing alert recorded as suppressed", || async {
-        let d = deliveries(&ws.db(), "prod").await;
+        let d = deliveries(&ws, "prod").await;
         d.iter()
             .any(|r| r.0 == "firing" && r.2 == "suppressed" && r.3 == Some(1))
             .then_some(())
@@ -153,11 +146,10 @@ async fn a_silenced_quota_incident_sends_nothing_and_fires_once_when_the_silence
     assert!(log.contains("alert suppressed"), "{log}");
 }
 
-#[tokio::test]
-async fn a_maintenance_window_suppresses_and_then_lets_the_alert_through() {
+async fn a_maintenance_window_suppresses_and_then_lets_the_alert_through(engine: Engine) {
     let sim = start_simulator().await;
     let mail = smtp();
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     sim.state.set_tag("batch", "invalid_api_key").unwrap();
     sim.state.set_tag("prod", "invalid_api_key").unwrap();
     let now = jiff::Timestamp::now();
@@ -179,7 +171,7 @@ async fn a_maintenance_window_suppresses_and_then_lets_the_alert_through() {
     })
     .await;
     eventually("batch's alert suppressed by the window", || async {
-        deliveries(&ws.db(), "batch")
+        deliveries(&ws, "batch")
             .await
             .iter()
             .any(|r| r.2 == "suppressed" && r.4.as_deref() == Some("key-rotation"))
@@ -216,11 +208,12 @@ async fn a_maintenance_window_suppresses_and_then_lets_the_alert_through() {
     drop(daemon);
 }
 
-#[tokio::test]
-async fn routes_send_auth_and_outage_to_their_own_mailboxes_and_continue_sends_to_both() {
+async fn routes_send_auth_and_outage_to_their_own_mailboxes_and_continue_sends_to_both(
+    engine: Engine,
+) {
     let sim = start_simulator().await;
     let (security, oncall) = (smtp(), smtp());
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     sim.state.set_tag("prod", "invalid_api_key").unwrap();
     sim.state.set_tag("batch", "invalid_api_key").unwrap();
     sim.state.set_tag("down", "server_error").unwrap();
@@ -298,11 +291,10 @@ async fn routes_send_auth_and_outage_to_their_own_mailboxes_and_continue_sends_t
     drop(daemon);
 }
 
-#[tokio::test]
-async fn an_acknowledged_incident_gets_no_reminder_and_its_resolved_alert_says_who() {
+async fn an_acknowledged_incident_gets_no_reminder_and_its_resolved_alert_says_who(engine: Engine) {
     let sim = start_simulator().await;
     let mail = smtp();
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     sim.state.set_tag("acked", "invalid_api_key").unwrap();
     sim.state.set_tag("control", "invalid_api_key").unwrap();
     let config = format!(
@@ -320,14 +312,10 @@ async fn an_acknowledged_incident_gets_no_reminder_and_its_resolved_alert_says_w
             .then_some(())
     })
     .await;
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", ws.db().display()))
-        .await
-        .unwrap();
-    let (id,): (i64,) = sqlx::query_as("select id from incidents where target = 'acked'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    let id = ws
+        .rows::<(i64,)>("select id from incidents where target = 'acked'")
+        .await[0]
+        .0;
     let (code, out, err) = cli(
         &ws,
         &["ack", &id.to_string(), "--comment", "rotating the key"],
@@ -386,34 +374,23 @@ async fn an_acknowledged_incident_gets_no_reminder_and_its_resolved_alert_says_w
 }
 
 /// The rows the writes may change: silences, acknowledgements and the audit log.
-async fn written(db: &std::path::Path) -> (i64, i64, i64) {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
-        .await
-        .unwrap();
-    let count = |sql: &'static str| {
-        let pool = pool.clone();
-        async move {
-            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
-            n
-        }
-    };
-    let out = (
-        count("select count(*) from silences").await,
-        count("select count(*) from incidents where acked_at_ms is not null").await,
-        count("select count(*) from audit_log").await,
-    );
-    pool.close().await;
-    out
+async fn written(ws: &Workspace) -> (i64, i64, i64) {
+    (
+        ws.count("select count(*) from silences").await,
+        ws.count("select count(*) from incidents where acked_at_ms is not null")
+            .await,
+        ws.count("select count(*) from audit_log").await,
+    )
 }
 
 const SILENCE: &str =
     r#"{"target": "prod", "category": "auth", "duration": "1h", "comment": "rotation"}"#;
 
-#[tokio::test]
-async fn writes_are_refused_without_a_configured_token_and_nothing_changes() {
+async fn writes_are_refused_without_a_configured_token_and_nothing_changes(engine: Engine) {
     let sim = start_simulator().await;
     sim.state.set_tag("prod", "invalid_api_key").unwrap();
     let app = TestApp::builder()
+        .on(engine)
         .with(&target(&sim, "prod", "models"))
         .env("K", KEY)
         .start_with(sim)
@@ -452,14 +429,14 @@ async fn writes_are_refused_without_a_configured_token_and_nothing_changes() {
     }
     // Reads stay open without a token.
     assert_eq!(app.get("/api/v1/silences").await.status(), 200);
-    assert_eq!(written(&app.ws.db()).await, (0, 0, 0));
+    assert_eq!(written(&app.ws).await, (0, 0, 0));
 }
 
-#[tokio::test]
-async fn writes_need_a_valid_token_from_this_site_and_are_stored_with_its_name() {
+async fn writes_need_a_valid_token_from_this_site_and_are_stored_with_its_name(engine: Engine) {
     let sim = start_simulator().await;
     sim.state.set_tag("prod", "invalid_api_key").unwrap();
     let app = TestApp::builder()
+        .on(engine)
         .with(
             "[dashboard]\nlisten = \"127.0.0.1:0\"\nauth_token_env = \"TOK\"\n\n\
              [[dashboard.tokens]]\nname = \"alice\"\ntoken_env = \"ALICE\"\n\n",
@@ -566,7 +543,7 @@ async fn writes_need_a_valid_token_from_this_site_and_are_stored_with_its_name()
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("end time or a duration"));
     assert_eq!(
-        written(&app.ws.db()).await,
+        written(&app.ws).await,
         (0, 0, 0),
         "a refused write changed the database"
     );
@@ -610,7 +587,7 @@ async fn writes_need_a_valid_token_from_this_site_and_are_stored_with_its_name()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(written(&app.ws.db()).await, (1, 1, 3));
+    assert_eq!(written(&app.ws).await, (1, 1, 3));
     let log = app.daemon.stderr.lock().unwrap().clone();
     assert!(
         log.contains("silence added") && log.contains("actor=alice"),
@@ -735,12 +712,10 @@ async fn bad_silences_on_the_command_line_get_one_clear_line() {
     assert_eq!(out.trim(), "no silences");
 }
 
-#[tokio::test]
-async fn a_silence_ends_at_its_end_time_and_the_firing_alert_goes_out_then() {
+async fn a_silence_ends_at_its_end_time_and_the_firing_alert_goes_out_then(engine: Engine) {
     use openai_watch::silence::NewSilence;
-    use openai_watch::store::Store;
     let mail = smtp();
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     let path = ws.write_config(&format!(
         "{}{}",
         email_alerts(mail.port, "\"auth\""),
@@ -754,7 +729,7 @@ async fn a_silence_ends_at_its_end_time_and_the_firing_alert_goes_out_then() {
         .toml()
     ));
     let config = openai_watch::config::Config::load(&path).unwrap();
-    let store = Store::open(&ws.db()).await.unwrap();
+    let store = ws.store().await;
     let notifier = openai_watch::notify::Notifier::new(
         &config,
         store.clone(),
@@ -816,3 +791,13 @@ async fn a_silence_ends_at_its_end_time_and_the_firing_alert_goes_out_then() {
     assert_eq!(d.len(), 2, "{d:?}");
     assert_eq!(d[1].state, openai_watch::domain::DeliveryState::Sent);
 }
+
+crate::both_engines!(
+    a_silenced_quota_incident_sends_nothing_and_fires_once_when_the_silence_ends,
+    a_maintenance_window_suppresses_and_then_lets_the_alert_through,
+    routes_send_auth_and_outage_to_their_own_mailboxes_and_continue_sends_to_both,
+    an_acknowledged_incident_gets_no_reminder_and_its_resolved_alert_says_who,
+    writes_are_refused_without_a_configured_token_and_nothing_changes,
+    writes_need_a_valid_token_from_this_site_and_are_stored_with_its_name,
+    a_silence_ends_at_its_end_time_and_the_firing_alert_goes_out_then,
+);
