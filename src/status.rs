@@ -27,6 +27,19 @@ pub struct TargetStatus {
     pub since: Option<String>,
     pub last_probe_at: Option<String>,
     pub open_incidents: Vec<IncidentSummary>,
+    /// The latest probe from each agent's location (SPEC §14); one entry on one machine.
+    pub locations: Vec<LocationStatus>,
+}
+
+/// What one location saw last of a target.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocationStatus {
+    pub location: String,
+    pub category: Category,
+    pub error_id: String,
+    pub last_probe_at: String,
+    /// The agent at this location has gone silent: this is old news.
+    pub silent: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +72,35 @@ impl From<&IncidentRow> for IncidentSummary {
     }
 }
 
+/// The latest probes of every agent's location: (location, silent, probes). With one agent
+/// (or none yet), its latest probes are the targets' latest ones: no query per location.
+async fn per_location(
+    names: &[&str],
+    store: &Store,
+) -> anyhow::Result<Vec<(String, bool, Vec<ProbeRow>)>> {
+    let agents = store.agents().await?;
+    let now = crate::clock::now_ms();
+    if agents.len() <= 1 {
+        let rows = store.latest_probes(names).await?;
+        let mut locations: Vec<String> = rows.iter().map(|p| p.location.clone()).collect();
+        locations.sort();
+        locations.dedup();
+        return Ok(locations
+            .into_iter()
+            .map(|l| {
+                let mine = rows.iter().filter(|p| p.location == l).cloned().collect();
+                (l, false, mine)
+            })
+            .collect());
+    }
+    let mut out = Vec::with_capacity(agents.len());
+    for agent in agents {
+        let rows = store.latest_probes_at(&agent.location, names).await?;
+        out.push((agent.location.clone(), agent.is_silent(now), rows));
+    }
+    Ok(out)
+}
+
 /// Reads the status of every configured target.
 pub async fn read(names: &[&str], store: &Store) -> anyhow::Result<Status> {
     Ok(read_with_latest(names, store).await?.0)
@@ -70,6 +112,7 @@ pub async fn read_with_latest(
     store: &Store,
 ) -> anyhow::Result<(Status, Vec<Option<ProbeRow>>)> {
     let open = store.open_incidents().await?;
+    let by_location = per_location(names, store).await?;
     let mut latest_by_target: std::collections::HashMap<String, ProbeRow> = store
         .latest_probes(names)
         .await?
@@ -82,6 +125,20 @@ pub async fn read_with_latest(
         let name = name.to_string();
         let latest = latest_by_target.remove(&name);
         let mine: Vec<&IncidentRow> = open.iter().filter(|i| i.target == name).collect();
+        let locations = by_location
+            .iter()
+            .filter_map(|(location, silent, rows)| {
+                rows.iter()
+                    .find(|p| p.target == name)
+                    .map(|p| LocationStatus {
+                        location: location.clone(),
+                        category: p.category,
+                        error_id: p.error_id.clone(),
+                        last_probe_at: rfc3339(p.at_ms),
+                        silent: *silent,
+                    })
+            })
+            .collect();
         let state = if mine.iter().any(|i| i.category.is_down()) {
             TargetState::Down
         } else if !mine.is_empty() || latest.as_ref().is_some_and(|p| p.category != Category::Ok) {
@@ -99,6 +156,7 @@ pub async fn read_with_latest(
             since: mine.iter().map(|i| i.opened_at_ms).min().map(rfc3339),
             last_probe_at: latest.as_ref().map(|p| rfc3339(p.at_ms)),
             open_incidents: mine.into_iter().map(IncidentSummary::from).collect(),
+            locations,
         });
         latests.push(latest);
     }

@@ -10,27 +10,36 @@ use serde::Serialize;
 const PROBE_COLUMNS: &str = "id, at_ms, location, target, probe, latency_ms, http_status, transport_error, \
      category, error_id, message, request_id, ratelimit_remaining_requests, ratelimit_remaining_tokens, ttft_ms";
 
-/// The latest probe of each target named in the list `$1`: a JSON array for SQLite
-/// (`json_each`), an array for PostgreSQL (`unnest`); the rest is the same.
-const LATEST_PROBES_SQL: &str = "select p.id, p.at_ms, p.location, p.target, p.probe, p.latency_ms, p.http_status, \
-     p.transport_error, p.category, p.error_id, p.message, p.request_id, \
-     p.ratelimit_remaining_requests, p.ratelimit_remaining_tokens, p.ttft_ms \
-     from json_each($1) t join probes p on p.id = \
-     (select id from probes where target = t.value order by at_ms desc, id desc limit 1)";
-const LATEST_PROBES_PG_SQL: &str = "select p.id, p.at_ms, p.location, p.target, p.probe, p.latency_ms, p.http_status, \
-     p.transport_error, p.category, p.error_id, p.message, p.request_id, \
-     p.ratelimit_remaining_requests, p.ratelimit_remaining_tokens, p.ttft_ms \
-     from unnest($1::text[]) t(value) join probes p on p.id = \
-     (select id from probes where target = t.value order by at_ms desc, id desc limit 1)";
+/// The latest probe of each target named in the list `$1` (a JSON array for SQLite's
+/// `json_each`, an array for PostgreSQL's `unnest`), optionally from one location only (`$2`):
+/// each target's latest row is one step down the `(target, at_ms)` index.
+macro_rules! latest_probes_sql {
+    ($list:literal, $filter:literal) => {
+        concat!(
+            "select p.id, p.at_ms, p.location, p.target, p.probe, p.latency_ms, p.http_status, \
+             p.transport_error, p.category, p.error_id, p.message, p.request_id, \
+             p.ratelimit_remaining_requests, p.ratelimit_remaining_tokens, p.ttft_ms from ",
+            $list,
+            " join probes p on p.id = (select id from probes where target = t.value",
+            $filter,
+            " order by at_ms desc, id desc limit 1)"
+        )
+    };
+}
+const LATEST_PROBES_SQL: &str = latest_probes_sql!("json_each($1) t", "");
+const LATEST_PROBES_PG_SQL: &str = latest_probes_sql!("unnest($1::text[]) t(value)", "");
+const LATEST_AT_SQL: &str = latest_probes_sql!("json_each($1) t", " and location = $2");
+const LATEST_AT_PG_SQL: &str =
+    latest_probes_sql!("unnest($1::text[]) t(value)", " and location = $2");
 
 /// The larger of the stored and the new maximum (a null `used_max` is no reading), in SQL
 /// both engines accept (SQLite's two-argument `max` is PostgreSQL's `greatest`).
 macro_rules! rollup_maxima {
     () => {
         "latency_max_ms = case when excluded.latency_max_ms > rollups.latency_max_ms \
-     then excluded.latency_max_ms else rollups.latency_max_ms end, \
-     used_max = case when rollups.used_max is null or excluded.used_max > rollups.used_max \
-     then excluded.used_max else rollups.used_max end"
+         then excluded.latency_max_ms else rollups.latency_max_ms end, \
+         used_max = case when rollups.used_max is null or excluded.used_max > rollups.used_max \
+         then excluded.used_max else rollups.used_max end"
     };
 }
 
@@ -310,6 +319,23 @@ impl Store {
     /// of targets: the names go in as one JSON array, and each target's latest row is one
     /// step down the `(target, at_ms)` index.
     pub async fn latest_probes(&self, targets: &[&str]) -> Result<Vec<ProbeRow>, StoreError> {
+        self.latest_probes_from(targets, None).await
+    }
+
+    /// Like `latest_probes`, of the probes made from `location` only.
+    pub async fn latest_probes_at(
+        &self,
+        location: &str,
+        targets: &[&str],
+    ) -> Result<Vec<ProbeRow>, StoreError> {
+        self.latest_probes_from(targets, Some(location)).await
+    }
+
+    async fn latest_probes_from(
+        &self,
+        targets: &[&str],
+        location: Option<&str>,
+    ) -> Result<Vec<ProbeRow>, StoreError> {
         if targets.is_empty() {
             return Ok(Vec::new());
         }
@@ -317,16 +343,28 @@ impl Store {
             Pool::Sqlite(pool) => {
                 let names = serde_json::to_string(targets)
                     .map_err(|e| StoreError::Sql(sqlx::Error::Encode(Box::new(e))))?;
-                sqlx::query_as::<_, ProbeRow>(LATEST_PROBES_SQL)
-                    .bind(names)
-                    .fetch_all(pool)
-                    .await?
+                let sql = if location.is_some() {
+                    LATEST_AT_SQL
+                } else {
+                    LATEST_PROBES_SQL
+                };
+                let mut q = sqlx::query_as::<_, ProbeRow>(sqlx::AssertSqlSafe(sql)).bind(names);
+                if let Some(l) = location {
+                    q = q.bind(l);
+                }
+                q.fetch_all(pool).await?
             }
             Pool::Postgres(pool) => {
-                sqlx::query_as::<_, ProbeRow>(LATEST_PROBES_PG_SQL)
-                    .bind(targets)
-                    .fetch_all(pool)
-                    .await?
+                let sql = if location.is_some() {
+                    LATEST_AT_PG_SQL
+                } else {
+                    LATEST_PROBES_PG_SQL
+                };
+                let mut q = sqlx::query_as::<_, ProbeRow>(sqlx::AssertSqlSafe(sql)).bind(targets);
+                if let Some(l) = location {
+                    q = q.bind(l);
+                }
+                q.fetch_all(pool).await?
             }
         })
     }

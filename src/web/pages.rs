@@ -60,6 +60,64 @@ struct IndexPage {
     upstream: Option<String>,
     silences: Vec<view::SilenceView>,
     maintenance: Vec<view::MaintenanceView>,
+    /// Target × location, for a fleet (more than one location has probed).
+    grid: Option<Grid>,
+}
+
+/// What each location saw last of each target (SPEC §14).
+struct Grid {
+    locations: Vec<String>,
+    rows: Vec<(String, Vec<GridCell>)>,
+}
+
+struct GridCell {
+    /// A category (`ok`, `region`, …), or `none` where the location has not probed it.
+    class: &'static str,
+    text: String,
+    title: String,
+}
+
+fn grid(status: &crate::status::Status) -> Option<Grid> {
+    let mut locations: Vec<String> = status
+        .targets
+        .iter()
+        .flat_map(|t| t.locations.iter().map(|l| l.location.clone()))
+        .collect();
+    locations.sort();
+    locations.dedup();
+    if locations.len() < 2 {
+        return None;
+    }
+    let rows = status
+        .targets
+        .iter()
+        .map(|t| {
+            let cells = locations
+                .iter()
+                .map(|l| match t.locations.iter().find(|s| s.location == *l) {
+                    Some(s) => GridCell {
+                        class: s.category.as_str(),
+                        text: s.error_id.clone(),
+                        title: format!(
+                            "{} from {}: {} at {}{}",
+                            t.name,
+                            l,
+                            s.error_id,
+                            s.last_probe_at,
+                            if s.silent { " (agent silent)" } else { "" }
+                        ),
+                    },
+                    None => GridCell {
+                        class: "none",
+                        text: "—".into(),
+                        title: format!("{} not probed from {l}", t.name),
+                    },
+                })
+                .collect();
+            (t.name.clone(), cells)
+        })
+        .collect();
+    Some(Grid { locations, rows })
 }
 
 fn render(page: &impl Template) -> Result<Response, Error> {
@@ -158,6 +216,7 @@ async fn render_index(state: &AppState) -> Result<String, Error> {
         .map(IncidentCard::from)
         .collect();
     IndexPage {
+        grid: grid(&status),
         overall: status.overall.to_string(),
         // The time of the latest probe shown, not of the rendering: the page (and its ETag)
         // stays the same while nothing new was recorded.

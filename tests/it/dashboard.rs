@@ -15,7 +15,7 @@ const SECURITY_HEADERS: [&str; 4] = [
 ];
 
 /// A daemon with three targets: healthy, out of quota (with a hostile message) and down.
-async fn start(extra_config: &str, env: &[(&str, &str)]) -> TestApp {
+async fn start(engine: Engine, extra_config: &str, env: &[(&str, &str)]) -> TestApp {
     let sim = start_simulator().await;
     sim.state.set_tag("broke", "insufficient_quota").unwrap();
     sim.state.set_tag_message(
@@ -40,6 +40,7 @@ async fn start(extra_config: &str, env: &[(&str, &str)]) -> TestApp {
         );
     }
     let mut app = TestApp::builder()
+        .on(engine)
         .with(&config)
         .env("K", "sk-dashboard-test-key-0000");
     for (k, v) in env {
@@ -69,14 +70,13 @@ fn set(fields: &[&str]) -> HashSet<String> {
     fields.iter().map(|s| s.to_string()).collect()
 }
 
-#[tokio::test]
-async fn the_api_answers_every_route_with_the_documented_fields() {
+async fn the_api_answers_every_route_with_the_documented_fields(engine: Engine) {
     // A webhook that refuses connections: alerts are attempted and retried.
     let hook = format!(
         "[alerts]\ngroup_wait = \"0s\"\n\n[[alerts.webhook]]\nurl = \"http://127.0.0.1:{}/hook\"\n\n",
         closed_port()
     );
-    let app = start(&hook, &[]).await;
+    let app = start(engine, &hook, &[]).await;
     let open = wait_for_incidents(&app).await;
 
     // /api/v1/status
@@ -131,8 +131,11 @@ async fn the_api_answers_every_route_with_the_documented_fields() {
         "cause",
         "resolution",
         "acknowledged",
+        "locations",
+        "healthy_locations",
     ]);
     for i in &open {
+        assert_eq!(i["locations"], serde_json::json!(["test-lab"]), "{i}");
         assert_eq!(keys(i), incident_fields);
         assert_eq!(i["resolved_at"], serde_json::Value::Null);
     }
@@ -311,9 +314,8 @@ async fn the_api_answers_every_route_with_the_documented_fields() {
     drop(app.ws);
 }
 
-#[tokio::test]
-async fn hostile_upstream_text_is_shown_as_text_on_every_page() {
-    let app = start("", &[]).await;
+async fn hostile_upstream_text_is_shown_as_text_on_every_page(engine: Engine) {
+    let app = start(engine, "", &[]).await;
     let open = wait_for_incidents(&app).await;
     let quota = open.iter().find(|i| i["category"] == "quota").unwrap();
     assert!(
@@ -354,9 +356,9 @@ async fn hostile_upstream_text_is_shown_as_text_on_every_page() {
     assert!(status.success(), "{log}");
 }
 
-#[tokio::test]
-async fn with_a_token_every_route_but_healthz_needs_it() {
+async fn with_a_token_every_route_but_healthz_needs_it(engine: Engine) {
     let app = start(
+        engine,
         "[dashboard]\nlisten = \"127.0.0.1:0\"\nauth_token_env = \"DASH_TOKEN\"\n\n",
         &[("DASH_TOKEN", "s3cret-dashboard-token")],
     )
@@ -451,8 +453,9 @@ async fn headless(args: &[&str], url: &str) -> (String, String) {
     )
 }
 
-#[tokio::test]
-async fn a_headless_browser_shows_every_target_and_the_resolution_without_console_errors() {
+async fn a_headless_browser_shows_every_target_and_the_resolution_without_console_errors(
+    engine: Engine,
+) {
     if chromium().is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -461,7 +464,7 @@ async fn a_headless_browser_shows_every_target_and_the_resolution_without_consol
         eprintln!("SKIPPED: install Debian's chromium package to run the browser test");
         return;
     }
-    let app = start("", &[]).await;
+    let app = start(engine, "", &[]).await;
     wait_for_incidents(&app).await;
     let (dom, log) = headless(&["--dump-dom"], &format!("{}/", app.url)).await;
     for target in ["good", "broke", "down"] {
@@ -498,26 +501,21 @@ async fn a_headless_browser_shows_every_target_and_the_resolution_without_consol
 }
 
 /// The newest probe of `target` as stored: its error id.
-async fn stored_latest(db: &std::path::Path, target: &str) -> Option<String> {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
-        .await
-        .ok()?;
-    let row: Option<(String,)> = sqlx::query_as(
-        "select error_id from probes where target = ? order by at_ms desc, id desc limit 1",
-    )
-    .bind(target)
-    .fetch_optional(&pool)
+async fn stored_latest(ws: &Workspace, target: &str) -> Option<String> {
+    ws.try_rows::<(String,)>(&format!(
+        "select error_id from probes where target = '{target}' order by at_ms desc, id desc limit 1"
+    ))
     .await
-    .ok()?;
-    pool.close().await;
-    row.map(|(id,)| id)
+    .ok()?
+    .pop()
+    .map(|(id,)| id)
 }
 
-#[tokio::test]
-async fn the_cached_status_page_shows_a_new_probe_result_on_the_next_request() {
+async fn the_cached_status_page_shows_a_new_probe_result_on_the_next_request(engine: Engine) {
     let sim = start_simulator().await;
     sim.state.set_tag("prod", "ok").unwrap();
     let app = TestApp::builder()
+        .on(engine)
         .with(&one_second_target("prod", sim.tag_url("prod"), "models"))
         .env("K", "sk-page-cache-0000")
         .start_with(sim)
@@ -532,7 +530,7 @@ async fn the_cached_status_page_shows_a_new_probe_result_on_the_next_request() {
         let _ = app.get("/").await.text().await.unwrap();
         let expected = if scenario == "ok" { "ok" } else { scenario };
         eventually("the probe stored", || async {
-            (stored_latest(&app.ws.db(), "prod").await.as_deref() == Some(expected)).then_some(())
+            (stored_latest(&app.ws, "prod").await.as_deref() == Some(expected)).then_some(())
         })
         .await;
         // The very next request after the row is stored shows it.
@@ -549,10 +547,10 @@ async fn the_cached_status_page_shows_a_new_probe_result_on_the_next_request() {
     }
 }
 
-#[tokio::test]
-async fn the_status_page_is_revalidated_by_etag_and_gzipped_for_clients_that_ask() {
+async fn the_status_page_is_revalidated_by_etag_and_gzipped_for_clients_that_ask(engine: Engine) {
     let sim = start_simulator().await;
     let app = TestApp::builder()
+        .on(engine)
         .with(
             &TargetSpec {
                 name: "hourly",
@@ -567,7 +565,7 @@ async fn the_status_page_is_revalidated_by_etag_and_gzipped_for_clients_that_ask
         .start_with(sim)
         .await;
     eventually("the first probe stored", || async {
-        stored_latest(&app.ws.db(), "hourly").await
+        stored_latest(&app.ws, "hourly").await
     })
     .await;
     let first = app.get("/").await;
@@ -608,3 +606,12 @@ async fn the_status_page_is_revalidated_by_etag_and_gzipped_for_clients_that_ask
         plain.len()
     );
 }
+
+crate::both_engines!(
+    the_api_answers_every_route_with_the_documented_fields,
+    hostile_upstream_text_is_shown_as_text_on_every_page,
+    with_a_token_every_route_but_healthz_needs_it,
+    a_headless_browser_shows_every_target_and_the_resolution_without_console_errors,
+    the_cached_status_page_shows_a_new_probe_result_on_the_next_request,
+    the_status_page_is_revalidated_by_etag_and_gzipped_for_clients_that_ask,
+);

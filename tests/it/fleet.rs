@@ -123,6 +123,49 @@ async fn a_region_problem_seen_from_one_location_opens_one_incident_naming_it() 
         "{api}"
     );
 
+    // The status API gives each location's latest answer, and the page shows the grid.
+    let status = json_of(http_client().get(format!("{url}/api/v1/status"))).await;
+    let locations = &status["targets"][0]["locations"];
+    let seen: Vec<(String, String)> = locations
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["location"].as_str().unwrap().to_string(),
+                l["error_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("fra-1".to_string(), "unsupported_region".to_string()),
+            ("iad-1".to_string(), "ok".to_string()),
+            ("sfo-1".to_string(), "ok".to_string()),
+        ],
+        "{status}"
+    );
+    let page = http_client()
+        .get(format!("{url}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<h2>By location</h2>"), "{page}");
+    assert!(
+        page.contains(
+            "<th scope=\"col\">fra-1</th><th scope=\"col\">iad-1</th><th scope=\"col\">sfo-1</th>"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains("<span class=\"badge c-region\">unsupported_region</span>"),
+        "{page}"
+    );
+
     // fra-1's route recovers: one RESOLVED, and still one FIRING.
     sim.state.set_tag("prod-fra", "ok").unwrap();
     wait_for("the RESOLVED email", || {
