@@ -6,6 +6,9 @@
 #[path = "../tests/it/helpers/mod.rs"]
 mod helpers;
 
+#[path = "support/fleet.rs"]
+mod fleet;
+
 use helpers::observation;
 use helpers::smtp::SmtpServer;
 use openai_watch::catalog::{self, Category, Expect};
@@ -202,11 +205,7 @@ fn start_daemon(dir: &Path, config: &str) -> Daemon {
     );
     std::fs::write(&config_path, text).unwrap();
     let socket_path = dir.join("notify.sock");
-    let _ = std::fs::remove_file(&socket_path);
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let socket = notify_socket(&socket_path);
     let started = Instant::now();
     let child = pinned("0")
         .args(["--config", config_path.to_str().unwrap(), "run"])
@@ -217,18 +216,33 @@ fn start_daemon(dir: &Path, config: &str) -> Daemon {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut buf = [0u8; 512];
-    loop {
-        let n = socket.recv(&mut buf).expect("READY=1 within 60 s");
-        if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-            break;
-        }
-    }
+    wait_ready(&socket);
     Daemon {
         proc: Proc(child),
         dashboard: format!("http://127.0.0.1:{port}"),
         db,
         ready_after: started.elapsed(),
+    }
+}
+
+/// A socket at `path` for a daemon to say READY=1 on (`NOTIFY_SOCKET`).
+fn notify_socket(path: &Path) -> UnixDatagram {
+    let _ = std::fs::remove_file(path);
+    let socket = UnixDatagram::bind(path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    socket
+}
+
+/// Waits for READY=1 on a notify socket (60 s at the most).
+fn wait_ready(socket: &UnixDatagram) {
+    let mut buf = [0u8; 512];
+    loop {
+        let n = socket.recv(&mut buf).expect("READY=1 within 60 s");
+        if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+            return;
+        }
     }
 }
 
@@ -720,7 +734,8 @@ async fn baselines(report: &mut Report) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only NAME` runs one section: classifier, baselines, memory, throughput, alerts, history.
+    // `--only NAME` runs one section: classifier, baselines, memory, throughput, alerts,
+    // history, fleet.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -769,15 +784,16 @@ fn main() {
         if run("history") {
             history_figures(&mut report, &base, if quick { 100 } else { 500 }).await;
         }
+        if run("fleet") {
+            fleet::fleet_figures(
+                &mut report,
+                &base,
+                Duration::from_secs(if quick { 10 } else { 60 }),
+            )
+            .await;
+        }
         sim.terminate();
     });
-    report.add(
-        "PostgreSQL: 3 agents x 100 targets at 1/s, p95 write lag",
-        "not measured",
-        "<= 200 ms",
-        None,
-    );
-    println!("  (the fleet of SPEC §14 is not built yet: no PostgreSQL figure)");
     let peer = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("vigil").is_file()));
     if peer {

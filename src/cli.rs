@@ -111,6 +111,20 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Copy the config's SQLite history (probes, rollups, incidents, outbox, silences) into a
+    /// PostgreSQL database, for a fleet of agents. Run it again to copy what is new: rows
+    /// already there are skipped. Stop the daemon first.
+    Migrate {
+        /// The PostgreSQL database, e.g. postgres://watch@db:5432/watch (or
+        /// $OPENAI_WATCH_MIGRATE_TO, which keeps a password out of the process list).
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "OPENAI_WATCH_MIGRATE_TO",
+            hide_env_values = true
+        )]
+        to: String,
+    },
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]

@@ -7,6 +7,7 @@ mod config;
 mod day_two;
 mod demo;
 mod generate;
+mod migrate;
 mod run;
 mod simulate;
 mod status;
@@ -96,6 +97,10 @@ pub async fn dispatch(cli: Cli) -> Exit {
             };
             demo::run(*listen, user, shutdown).await
         }
+        Command::Migrate { to } => match document(&cli) {
+            Ok(doc) => migrate::run(&doc, to, &mut std::io::stdout().lock()).await,
+            Err(exit) => return exit,
+        },
         Command::Status { json } => match document(&cli) {
             // Reads the database only: no secret is needed, none is read.
             Ok(doc) => status::run(&doc, *json, &mut std::io::stdout().lock()).await,

@@ -37,12 +37,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     mut reload: mpsc::Receiver<()>,
 ) -> anyhow::Result<()> {
-    let (store, writer) = open_store(&config).await.with_context(|| {
-        format!(
-            "cannot start with the database {}",
-            config.database.describe()
-        )
-    })?;
+    // One writer per SQLite file; `check` and `status` work beside it.
+    let writer = writer_lock(&config)?;
+    let store = open_store(&config, writer.as_ref())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start with the database {}",
+                config.database.describe()
+            )
+        })?;
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(config.dashboard.listen)
@@ -189,19 +193,24 @@ fn status_line(config: &Config, open: i64) -> String {
 }
 
 /// Opens the config's database. A SQLite file has one writer, this daemon, which holds its
-/// lock while it runs (`check` and `status` work beside it); a PostgreSQL database is shared
-/// by the agents of a fleet.
-async fn open_store(config: &Config) -> anyhow::Result<(Store, Option<WriterLock>)> {
+/// lock while it runs; a PostgreSQL database is shared by the agents of a fleet.
+async fn open_store(config: &Config, writer: Option<&WriterLock>) -> anyhow::Result<Store> {
+    Ok(match (config.database.sqlite_path(), writer) {
+        (Some(path), Some(lock)) => Store::open_as_writer(path, lock).await?,
+        _ => Store::connect(&config.database).await?,
+    })
+}
+
+/// The SQLite file's writer lock (none for PostgreSQL); its directory is made if missing.
+fn writer_lock(config: &Config) -> anyhow::Result<Option<WriterLock>> {
     let Some(path) = config.database.sqlite_path() else {
-        return Ok((Store::connect(&config.database).await?, None));
+        return Ok(None);
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         // Best effort: a missing directory is reported with its path just below.
         let _ = std::fs::create_dir_all(dir);
     }
-    let writer = WriterLock::try_acquire(path)?;
-    let store = Store::open_as_writer(path, &writer).await?;
-    Ok((store, Some(writer)))
+    Ok(Some(WriterLock::try_acquire(path)?))
 }
 
 /// Reads the config file again and builds what the new config needs (the HTTP client, the

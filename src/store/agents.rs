@@ -63,6 +63,13 @@ impl Store {
         .bind(me.started_at_ms)
         .bind(&me.version)
         .execute(c).await.map(|r| r.rows_affected()))?;
+        if !tx.is_postgres() {
+            // One daemon writes a SQLite file: any other row is this daemon under a former
+            // location name, not an agent to find silent.
+            on!(tx, c => sqlx::query("delete from agents where location != $1")
+                .bind(&me.location)
+                .execute(c).await.map(|r| r.rows_affected()))?;
+        }
         let mut recorded = Recorded::default();
         let mine = monitor_target(&me.location);
         let open: Option<i64> = on!(tx, c => sqlx::query_scalar(

@@ -110,6 +110,10 @@ impl Tx {
         }
     }
 
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Tx::Postgres(_))
+    }
+
     /// On PostgreSQL, waits for the advisory lock `key` and holds it to the end of the
     /// transaction: agents sharing the database take turns. SQLite has one writer already.
     pub async fn serialize(&mut self, key: i64) -> Result<(), sqlx::Error> {

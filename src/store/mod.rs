@@ -5,7 +5,9 @@
 #[macro_use]
 mod engine;
 mod agents;
+mod copy;
 mod detector;
+mod incident_reads;
 mod incidents;
 mod lock;
 mod outbox;
@@ -14,6 +16,7 @@ mod retention;
 mod silences;
 
 pub use agents::{AGENT_SILENT, AgentRow, Heartbeat, SessionLock, monitor_target};
+pub use copy::{CopyError, CopyProgress};
 pub use engine::HOUSEKEEPING_LOCK;
 pub use incidents::{ChannelRoute, IncidentChange, IncidentRow, Recorded, Routing};
 pub use lock::{LockError, WriterLock, lock_path};

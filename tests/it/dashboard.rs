@@ -95,9 +95,16 @@ async fn the_api_answers_every_route_with_the_documented_fields(engine: Engine) 
                 "error_id",
                 "since",
                 "last_probe_at",
-                "open_incidents"
+                "open_incidents",
+                "locations"
             ])
         );
+        // One machine: one location, the agent's, with the latest answer.
+        let locations = t["locations"].as_array().unwrap();
+        assert_eq!(locations.len(), 1, "{t}");
+        assert_eq!(locations[0]["location"], "test-lab");
+        assert_eq!(locations[0]["error_id"], t["error_id"]);
+        assert_eq!(locations[0]["silent"], false);
     }
     let by_name = |n: &str| targets.iter().find(|t| t["name"] == n).unwrap().clone();
     assert_eq!(by_name("good")["state"], "ok");

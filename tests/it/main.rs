@@ -17,6 +17,7 @@ mod fleet;
 mod hardening;
 mod hostile;
 mod leading;
+mod migrate;
 mod package;
 mod probes;
 mod properties;

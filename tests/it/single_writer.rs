@@ -150,15 +150,15 @@ async fn a_row_the_database_refuses_for_good_is_dropped_and_everything_else_is_w
         (count("healthy").await > 0 && count("clash").await > 0).then_some(())
     })
     .await;
-    // An open incident the detector does not know of (as a second writer would leave it):
-    // the detector's own incident for the same key now violates the one-open rule.
+    // A constraint the database enforces for good (here a trigger, as a stricter schema or an
+    // operator's check would): every failing probe of `clash` is refused, whatever the retry.
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", ws.db().display()))
         .await
         .unwrap();
     sqlx::query(
-        "insert into incidents (target, category, location, probe, first_error_id, last_error_id, \
-         opened_at_ms, last_seen_at_ms, probe_count) \
-         values ('clash', 'auth', 'elsewhere', 'models', 'invalid_api_key', 'invalid_api_key', 1, 1, 1)",
+        "create trigger refuse_clash before insert on probes \
+         when new.target = 'clash' and new.category = 'auth' \
+         begin select raise(abort, 'clash refused'); end",
     )
     .execute(&pool)
     .await
@@ -217,10 +217,11 @@ async fn an_unreadable_detector_state_is_rebuilt_from_the_open_incidents() {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", ws.db().display()))
         .await
         .unwrap();
-    sqlx::query("update detector_state set state = 'not json'")
+    let spoiled = sqlx::query("update detector_states set state = 'not json'")
         .execute(&pool)
         .await
         .unwrap();
+    assert_eq!(spoiled.rows_affected(), 1);
     pool.close().await;
 
     let daemon = Daemon::start(&config, &[("K", KEY)]);

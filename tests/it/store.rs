@@ -49,7 +49,7 @@ async fn the_store_uses_wal_applies_migrations_once_and_writes_batches() {
         .get(0);
     assert_eq!(
         migrations,
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
             .unwrap()
             .count() as i64
     );
@@ -220,7 +220,7 @@ async fn a_version_1_database_migrates_to_check_constraints_and_keeps_every_row(
     // its alert in it.
     let mut v1 = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/migrations"
+        "/migrations/sqlite"
     )))
     .await
     .unwrap();
@@ -307,7 +307,9 @@ async fn every_enumerated_column_accepts_its_names_and_refuses_anything_else() {
         sqlx::query(sql).execute(&pool).await.unwrap();
     }
     for (table, column, names) in ENUMERATED {
-        for name in *names {
+        // `monitor` is raised by the agents of a fleet, on PostgreSQL only: one daemon on a
+        // SQLite file never has another agent to find silent.
+        for name in names.iter().filter(|n| **n != "monitor") {
             let sql = format!("update {table} set {column} = ?");
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(*name)

@@ -1,0 +1,121 @@
+//! Reading incidents back: lists for the page, the API and the commands, each with where it
+//! is seen (SPEC §14).
+
+use super::incidents::INCIDENT_COLUMNS;
+use super::{IncidentRow, Store, StoreError};
+use crate::domain::Category;
+
+impl Store {
+    /// How many incidents are open.
+    pub async fn count_open_incidents(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = on!(self.pool, c => sqlx::query_as("select count(*) from incidents where resolved_at_ms is null")
+                .fetch_one(c).await)?;
+        Ok(n)
+    }
+
+    /// Targets that have an open incident seen from `location`.
+    pub async fn targets_with_open_incidents(
+        &self,
+        location: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = on!(self.pool, c => sqlx::query_as(
+            "select distinct i.target from incidents i join incident_locations l on l.incident_id = i.id \
+             where i.resolved_at_ms is null and l.location = $1 and l.until_ms is null order by i.target",
+        )
+        .bind(location)
+        .fetch_all(c).await)?;
+        Ok(rows.into_iter().map(|(t,)| t).collect())
+    }
+
+    /// Open incidents, oldest first.
+    pub async fn open_incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
+        let sql = format!(
+            "select {INCIDENT_COLUMNS} from incidents where resolved_at_ms is null order by opened_at_ms, id"
+        );
+        let rows = on!(self.pool, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(c).await)?;
+        self.with_locations(rows).await
+    }
+
+    /// The latest resolved incidents, newest first.
+    pub async fn recent_resolved_incidents(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<IncidentRow>, StoreError> {
+        let sql = format!(
+            "select {INCIDENT_COLUMNS} from incidents where resolved_at_ms is not null order by resolved_at_ms desc, id desc limit $1"
+        );
+        let rows = on!(self.pool, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(c).await)?;
+        self.with_locations(rows).await
+    }
+
+    /// Every incident, newest first.
+    pub async fn all_incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
+        let sql =
+            format!("select {INCIDENT_COLUMNS} from incidents order by opened_at_ms desc, id desc");
+        let rows = on!(self.pool, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(c).await)?;
+        self.with_locations(rows).await
+    }
+
+    /// Incidents by id, in the order of `ids`.
+    pub async fn incidents_by_id(&self, ids: &[i64]) -> Result<Vec<IncidentRow>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        let sql = format!("select {INCIDENT_COLUMNS} from incidents where id = $1");
+        for id in ids {
+            if let Some(row) = on!(self.pool, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(id)
+                .fetch_optional(c).await)?
+            {
+                out.push(row);
+            }
+        }
+        self.with_locations(out).await
+    }
+
+    /// Fills in where each incident is seen, and where the fleet is healthy.
+    async fn with_locations(
+        &self,
+        mut rows: Vec<IncidentRow>,
+    ) -> Result<Vec<IncidentRow>, StoreError> {
+        let (Some(low), Some(high)) = (
+            rows.iter().map(|r| r.id).min(),
+            rows.iter().map(|r| r.id).max(),
+        ) else {
+            return Ok(rows);
+        };
+        let seen: Vec<(i64, String, Option<i64>)> = on!(self.pool, c => sqlx::query_as(
+            "select incident_id, location, until_ms from incident_locations \
+             where incident_id between $1 and $2 order by since_ms, location",
+        )
+        .bind(low)
+        .bind(high)
+        .fetch_all(c).await)?;
+        let now = crate::clock::now_ms();
+        let running: Vec<String> = self
+            .agents()
+            .await?
+            .into_iter()
+            .filter(|a| !a.is_silent(now))
+            .map(|a| a.location)
+            .collect();
+        for row in &mut rows {
+            let open = row.resolved_at_ms.is_none();
+            for (_, location, until) in seen.iter().filter(|s| s.0 == row.id) {
+                if (!open || until.is_none()) && !row.locations.contains(location) {
+                    row.locations.push(location.clone());
+                }
+            }
+            if open && row.category != Category::Monitor {
+                row.healthy_locations = running
+                    .iter()
+                    .filter(|l| !row.locations.contains(l))
+                    .cloned()
+                    .collect();
+            }
+        }
+        Ok(rows)
+    }
+}
