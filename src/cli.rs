@@ -111,9 +111,11 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Copy the config's SQLite history (probes, rollups, incidents, outbox, silences) into a
-    /// PostgreSQL database, for a fleet of agents. Run it again to copy what is new: rows
-    /// already there are skipped. Stop the daemon first.
+    /// Copy the SQLite history of the config into a PostgreSQL database, for a fleet of agents.
+    ///
+    /// Probes, rollups, incidents, the alert outbox, silences and the audit log, with their
+    /// ids. Run it again to copy what is new: rows already there are skipped. Stop the
+    /// daemon first.
     Migrate {
         /// The PostgreSQL database, e.g. postgres://watch@db:5432/watch (or
         /// $OPENAI_WATCH_MIGRATE_TO, which keeps a password out of the process list).

@@ -27,6 +27,8 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// Longest one delivery attempt may take, whatever the channel does.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The shortest pause after an outbox pass that sent nothing.
+const IDLE_PASS_PAUSE: Duration = Duration::from_millis(200);
 /// How long a claim on a delivery lasts: longer than a send may take. An agent killed
 /// mid-send leaves its deliveries to the others after this.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
@@ -531,10 +533,12 @@ impl Notifier {
                 cancel.cancelled().await;
                 tokio::time::sleep(SHUTDOWN_GRACE).await;
             };
+            let mut sent_any = true;
             tokio::select! {
                 result = self.run_once(now_ms()) => {
-                    if let Err(e) = result {
-                        tracing::error!(error = %e, "alert outbox pass failed; retrying");
+                    match result {
+                        Ok(sent) => sent_any = sent > 0,
+                        Err(e) => tracing::error!(error = %e, "alert outbox pass failed; retrying"),
                     }
                 }
                 () = grace => {
@@ -547,6 +551,13 @@ impl Notifier {
                 Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
                     .min(Duration::from_secs(1))
             });
+            // A due delivery this agent cannot send (a fleet: a channel only another agent
+            // has) must not make it spin: after a pass that sent nothing, a short pause.
+            let wait = if sent_any {
+                wait
+            } else {
+                wait.max(IDLE_PASS_PAUSE)
+            };
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = self.wake.notified() => {},

@@ -73,7 +73,12 @@ impl Store {
 
     /// When the next pending delivery is due, if any.
     pub async fn next_delivery_at(&self) -> Result<Option<i64>, StoreError> {
-        let row: Option<i64> = on!(self.pool, c => sqlx::query_scalar("select min(next_attempt_at_ms) from alert_deliveries where state = $1")
+        // A delivery another agent has claimed is looked at again when the claim ends.
+        let row: Option<i64> = on!(self.pool, c => sqlx::query_scalar(
+            "select min(case when lease_until_ms > next_attempt_at_ms \
+             then lease_until_ms else next_attempt_at_ms end) \
+             from alert_deliveries where state = $1",
+        )
                 .bind(DeliveryState::Pending)
                 .fetch_one(c).await)?;
         Ok(row)
