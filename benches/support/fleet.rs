@@ -100,6 +100,7 @@ pub async fn fleet_figures(report: &mut Report, sim: &str, window: Duration) {
         }
         last = seen.iter().copied().max().unwrap_or(last);
     }
+    openai_watch::tls::install_crypto_provider();
     let http = reqwest::Client::new();
     let mut made = 0.0;
     for (_, dashboard) in &agents {

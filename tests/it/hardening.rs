@@ -6,8 +6,7 @@ use crate::helpers::*;
 
 const KEY: &str = "sk-hardening-test-key-0000";
 
-#[tokio::test]
-async fn upstream_text_cannot_ping_a_slack_channel_or_disguise_a_link() {
+async fn upstream_text_cannot_ping_a_slack_channel_or_disguise_a_link(engine: Engine) {
     let sim = start_simulator().await;
     sim.state.set_tag("prod", "insufficient_quota").unwrap();
     sim.state.set_tag_message(
@@ -20,6 +19,7 @@ async fn upstream_text_cannot_ping_a_slack_channel_or_disguise_a_link() {
         one_second_target("prod", sim.tag_url("prod"), "chat")
     );
     let app = TestApp::builder()
+        .on(engine)
         .with(&config)
         .env("K", KEY)
         .start_with(sim)
@@ -44,8 +44,7 @@ async fn upstream_text_cannot_ping_a_slack_channel_or_disguise_a_link() {
     assert!(status.success(), "{log}");
 }
 
-#[tokio::test]
-async fn the_dashboard_token_is_accepted_with_the_scheme_in_any_case() {
+async fn the_dashboard_token_is_accepted_with_the_scheme_in_any_case(engine: Engine) {
     let sim = start_simulator().await;
     let target = TargetSpec {
         name: "prod",
@@ -56,6 +55,7 @@ async fn the_dashboard_token_is_accepted_with_the_scheme_in_any_case() {
     }
     .toml();
     let app = TestApp::builder()
+        .on(engine)
         .with(&format!(
             "[dashboard]\nlisten = \"127.0.0.1:0\"\nauth_token_env = \"T\"\n\n{target}"
         ))
@@ -320,9 +320,9 @@ async fn status_reads_a_database_it_cannot_write() {
     assert_eq!(status["targets"][0]["error_id"], "insufficient_quota");
 }
 
-#[tokio::test]
-async fn every_email_about_an_incident_grouped_or_not_is_in_its_thread_with_ids_of_this_installation()
- {
+async fn every_email_about_an_incident_grouped_or_not_is_in_its_thread_with_ids_of_this_installation(
+    engine: Engine,
+) {
     let sim = start_simulator().await;
     let smtp = crate::helpers::smtp::SmtpServer::start(
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
@@ -348,6 +348,7 @@ async fn every_email_about_an_incident_grouped_or_not_is_in_its_thread_with_ids_
     }
     sim.state.set_tag("both", "invalid_api_key").unwrap();
     let app = TestApp::builder()
+        .on(engine)
         .with(&config)
         .env("K", KEY)
         .start_with(sim)
@@ -370,14 +371,11 @@ async fn every_email_about_an_incident_grouped_or_not_is_in_its_thread_with_ids_
             .find(|m| m.subject.contains("RESOLVED auth"))
     })
     .await;
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.ws.db().display()))
+    let (installation,) = app
+        .ws
+        .rows::<(String,)>("select id from installation")
         .await
-        .unwrap();
-    let (installation,): (String,) = sqlx::query_as("select id from installation")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+        .remove(0);
     assert_eq!(installation.len(), 32);
 
     let firing_id = firing.header("Message-ID").unwrap().trim().to_string();
@@ -399,14 +397,13 @@ async fn every_email_about_an_incident_grouped_or_not_is_in_its_thread_with_ids_
     assert!(status.success(), "{log}");
 
     // Another installation (a new database) never reuses these ids.
-    let other = Workspace::new();
-    let store = openai_watch::store::Store::open(&other.db()).await.unwrap();
+    let other = Workspace::on(engine);
+    let store = other.store().await;
     assert_ne!(store.installation_id().await.unwrap(), installation);
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_resolved_alert_never_overtakes_its_firing_one() {
+async fn a_resolved_alert_never_overtakes_its_firing_one(engine: Engine) {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     // A webhook that answers 503 until told otherwise, and keeps what it accepted, in order.
@@ -441,22 +438,12 @@ async fn a_resolved_alert_never_overtakes_its_firing_one() {
         one_second_target("prod", sim.tag_url("prod"), "models")
     );
     let app = TestApp::builder()
+        .on(engine)
         .with(&config)
         .env("K", KEY)
         .start_with(sim)
         .await;
-    let db = app.ws.db();
-    let query = |sql: &'static str| {
-        let db = db.clone();
-        async move {
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
-                .await
-                .unwrap();
-            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
-            pool.close().await;
-            n
-        }
-    };
+    let query = |sql: &'static str| app.ws.count(sql);
     // The firing alert fails a few times: its next attempt is several seconds away.
     eventually("the firing alert to fail 3 times", || async {
         (query("select coalesce(max(attempts), 0) from alert_deliveries").await >= 3).then_some(())
@@ -671,3 +658,10 @@ async fn a_model_list_longer_than_the_body_cap_is_healthy() {
         list.len()
     );
 }
+
+crate::both_engines!(
+    upstream_text_cannot_ping_a_slack_channel_or_disguise_a_link,
+    the_dashboard_token_is_accepted_with_the_scheme_in_any_case,
+    every_email_about_an_incident_grouped_or_not_is_in_its_thread_with_ids_of_this_installation,
+    a_resolved_alert_never_overtakes_its_firing_one,
+);

@@ -19,10 +19,9 @@ fn assert_no_key(what: &str, bytes: &[u8]) {
     );
 }
 
-#[tokio::test]
-async fn the_api_key_never_reaches_the_database_the_logs_or_check_output() {
+async fn the_api_key_never_reaches_the_database_the_logs_or_check_output(engine: Engine) {
     let sim = start_simulator().await;
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     let mut targets = String::new();
     for scenario in [
         "invalid_api_key",
@@ -109,7 +108,7 @@ async fn the_api_key_never_reaches_the_database_the_logs_or_check_output() {
     assert_no_key("daemon log", log.as_bytes());
 
     // The upstream echoed the key, so the masked form must be in the database instead.
-    let rows = probe_rows(&ws.db()).await;
+    let rows = ws.probe_rows().await;
     let echoed = rows
         .iter()
         .find(|r| r.error_id == "invalid_api_key")
@@ -121,3 +120,5 @@ async fn the_api_key_never_reaches_the_database_the_logs_or_check_output() {
     );
     assert_no_key("the database file", &ws.db_bytes());
 }
+
+crate::both_engines!(the_api_key_never_reaches_the_database_the_logs_or_check_output,);

@@ -26,38 +26,31 @@ fn config(
 }
 
 /// (state, attempts, last error) of the one delivery.
-async fn delivery(db: &std::path::Path) -> Option<(String, i64, Option<String>)> {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+async fn delivery(ws: &Workspace) -> Option<(String, i64, Option<String>)> {
+    ws.try_rows("select state, attempts, last_error from alert_deliveries")
         .await
-        .ok()?;
-    let row = sqlx::query_as("select state, attempts, last_error from alert_deliveries")
-        .fetch_optional(&pool)
-        .await
-        .ok()
-        .flatten();
-    pool.close().await;
-    row
+        .ok()?
+        .pop()
 }
 
 async fn wait_delivery(
-    db: &std::path::Path,
+    ws: &Workspace,
     what: &str,
     pred: impl Fn(&(String, i64, Option<String>)) -> bool,
 ) -> (String, i64, Option<String>) {
-    eventually(what, || async { delivery(db).await.filter(|d| pred(d)) }).await
+    eventually(what, || async { delivery(ws).await.filter(|d| pred(d)) }).await
 }
 
-#[tokio::test]
-async fn a_temporary_refusal_is_retried_until_the_email_is_accepted() {
+async fn a_temporary_refusal_is_retried_until_the_email_is_accepted(engine: Engine) {
     let sim = start_simulator().await;
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     let smtp = SmtpServer::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), None);
     smtp.refuse(Some(response::INTERNAL_ERROR));
     let daemon = Daemon::start(
         &config(&ws, &sim, smtp.port),
         &[("K", "sk-smtp-fault-000000")],
     );
-    let (state, _, error) = wait_delivery(&ws.db(), "two refused attempts", |d| d.1 >= 2).await;
+    let (state, _, error) = wait_delivery(&ws, "two refused attempts", |d| d.1 >= 2).await;
     assert_eq!(state, "pending", "a 4xx is temporary");
     assert!(
         error.as_deref().is_some_and(|e| e.contains("451")),
@@ -65,23 +58,22 @@ async fn a_temporary_refusal_is_retried_until_the_email_is_accepted() {
     );
     smtp.refuse(None);
     wait_for("the email", || smtp.mails().len() == 1).await;
-    let (state, _, _) = wait_delivery(&ws.db(), "sent", |d| d.0 == "sent").await;
+    let (state, _, _) = wait_delivery(&ws, "sent", |d| d.0 == "sent").await;
     assert_eq!(state, "sent");
     let (status, log) = daemon.terminate().await;
     assert!(status.success(), "{log}");
     assert_eq!(smtp.mails().len(), 1);
 }
 
-#[tokio::test]
-async fn a_permanent_refusal_is_a_visible_failure_with_the_servers_reply() {
+async fn a_permanent_refusal_is_a_visible_failure_with_the_servers_reply(engine: Engine) {
     let sim = start_simulator().await;
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     let smtp = SmtpServer::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), None);
     smtp.refuse(Some(response::NO_MAILBOX));
     let config = config(&ws, &sim, smtp.port);
     let daemon = Daemon::start(&config, &[("K", "sk-smtp-fault-000000")]);
     let url = daemon.dashboard_url().await;
-    let (_, attempts, error) = wait_delivery(&ws.db(), "the failure", |d| d.0 == "failed").await;
+    let (_, attempts, error) = wait_delivery(&ws, "the failure", |d| d.0 == "failed").await;
     assert_eq!(attempts, 1, "a 5xx is not retried");
     let error = error.unwrap();
     assert!(
@@ -128,10 +120,9 @@ async fn a_permanent_refusal_is_a_visible_failure_with_the_servers_reply() {
     );
 }
 
-#[tokio::test]
-async fn an_smtp_server_that_never_answers_does_not_slow_probing() {
+async fn an_smtp_server_that_never_answers_does_not_slow_probing(engine: Engine) {
     let sim = start_simulator().await;
-    let ws = Workspace::new();
+    let ws = Workspace::on(engine);
     // Accepts connections and says nothing.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = silent.local_addr().unwrap().port();
@@ -177,12 +168,12 @@ async fn an_smtp_server_that_never_answers_does_not_slow_probing() {
         "stopped in {:?}",
         t.elapsed()
     );
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", ws.db().display()))
-        .await
-        .unwrap();
-    let (state,): (String,) = sqlx::query_as("select state from alert_deliveries")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(state, "pending");
+    let states: Vec<(String,)> = ws.rows("select state from alert_deliveries").await;
+    assert_eq!(states, vec![("pending".to_string(),)]);
 }
+
+crate::both_engines!(
+    a_temporary_refusal_is_retried_until_the_email_is_accepted,
+    a_permanent_refusal_is_a_visible_failure_with_the_servers_reply,
+    an_smtp_server_that_never_answers_does_not_slow_probing,
+);

@@ -1,6 +1,6 @@
 //! The SQLite store on a real file: pragmas, migrations applied once and again, batches.
 
-use crate::helpers::observation;
+use crate::helpers::{Engine, Workspace, observation};
 use openai_watch::catalog;
 use openai_watch::probe::Observation;
 use openai_watch::store::Store;
@@ -73,14 +73,12 @@ async fn an_unwritable_database_location_is_a_clear_error() {
     assert!(err.to_string().contains("not-a-dir/watch.db"), "{err}");
 }
 
-#[tokio::test]
-async fn reminders_follow_the_last_message_sent_and_a_restart_changes_nothing() {
+async fn reminders_follow_the_last_message_sent_and_a_restart_changes_nothing(engine: Engine) {
     use openai_watch::catalog::Category;
     use openai_watch::config::Detection;
     use openai_watch::store::Routing;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("watch.db");
-    let store = Store::open(&path).await.unwrap();
+    let ws = Workspace::on(engine);
+    let store = ws.store().await;
     let routing = Routing {
         channels: vec![openai_watch::store::ChannelRoute {
             name: "email".into(),
@@ -120,7 +118,7 @@ async fn reminders_follow_the_last_message_sent_and_a_restart_changes_nothing() 
         0
     );
     store.close().await;
-    let store = Store::open(&path).await.unwrap(); // a restart: the timing comes from the database
+    let store = ws.store().await; // a restart: the timing comes from the database
     assert_eq!(
         store
             .enqueue_reminders(t0 + 1_000 + 4 * hour, 4 * hour, 0)
@@ -324,3 +322,5 @@ async fn every_enumerated_column_accepts_its_names_and_refuses_anything_else() {
     }
     pool.close().await;
 }
+
+crate::both_engines!(reminders_follow_the_last_message_sent_and_a_restart_changes_nothing,);

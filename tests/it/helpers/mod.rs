@@ -386,8 +386,12 @@ impl Workspace {
         std::fs::write(self.config_path(), text).unwrap();
         self.config_path()
     }
-    /// Every file of the database (main file, WAL, shared memory) as bytes.
+    /// Every file of the database (main file, WAL, shared memory) as bytes; for PostgreSQL,
+    /// a dump of every row.
     pub fn db_bytes(&self) -> Vec<u8> {
+        if let Some(url) = &self.pg_url {
+            return postgres::cluster().dump(url);
+        }
         let mut all = Vec::new();
         for suffix in ["", "-wal", "-shm"] {
             let p = PathBuf::from(format!("{}{suffix}", self.db().display()));

@@ -132,6 +132,29 @@ pub fn cluster() -> &'static Cluster {
 }
 
 impl Cluster {
+    /// Every row of the database at `url` (from this cluster), as `pg_dump` writes it.
+    pub fn dump(&self, url: &str) -> Vec<u8> {
+        let name = url.rsplit('/').next().expect("a database name");
+        let out = Command::new(self.bindir.join("pg_dump"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["--data-only", "-d", name])
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            out.status.success(),
+            "pg_dump {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
     /// Creates an empty database and returns its URL.
     pub fn fresh_database(&self) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(1);
