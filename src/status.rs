@@ -72,29 +72,28 @@ impl From<&IncidentRow> for IncidentSummary {
     }
 }
 
-/// The latest probes of every agent's location: (location, silent, probes). With one agent
-/// (or none yet), its latest probes are the targets' latest ones: no query per location.
+/// The latest probes of every agent's location: (location, silent, probes). A SQLite file
+/// has one writer, so the targets' latest probes (`latest`) are that agent's: no query more.
 async fn per_location(
     names: &[&str],
     store: &Store,
+    latest: &[ProbeRow],
 ) -> anyhow::Result<Vec<(String, bool, Vec<ProbeRow>)>> {
-    let agents = store.agents().await?;
-    let now = crate::clock::now_ms();
-    if agents.len() <= 1 {
-        let rows = store.latest_probes(names).await?;
-        let mut locations: Vec<String> = rows.iter().map(|p| p.location.clone()).collect();
+    if !store.is_postgres() {
+        let mut locations: Vec<String> = latest.iter().map(|p| p.location.clone()).collect();
         locations.sort();
         locations.dedup();
         return Ok(locations
             .into_iter()
             .map(|l| {
-                let mine = rows.iter().filter(|p| p.location == l).cloned().collect();
+                let mine = latest.iter().filter(|p| p.location == l).cloned().collect();
                 (l, false, mine)
             })
             .collect());
     }
-    let mut out = Vec::with_capacity(agents.len());
-    for agent in agents {
+    let now = crate::clock::now_ms();
+    let mut out = Vec::new();
+    for agent in store.agents().await? {
         let rows = store.latest_probes_at(&agent.location, names).await?;
         out.push((agent.location.clone(), agent.is_silent(now), rows));
     }
@@ -112,13 +111,10 @@ pub async fn read_with_latest(
     store: &Store,
 ) -> anyhow::Result<(Status, Vec<Option<ProbeRow>>)> {
     let open = store.open_incidents().await?;
-    let by_location = per_location(names, store).await?;
-    let mut latest_by_target: std::collections::HashMap<String, ProbeRow> = store
-        .latest_probes(names)
-        .await?
-        .into_iter()
-        .map(|p| (p.target.clone(), p))
-        .collect();
+    let latest = store.latest_probes(names).await?;
+    let by_location = per_location(names, store, &latest).await?;
+    let mut latest_by_target: std::collections::HashMap<String, ProbeRow> =
+        latest.into_iter().map(|p| (p.target.clone(), p)).collect();
     let mut targets = Vec::new();
     let mut latests = Vec::new();
     for name in names {

@@ -57,6 +57,11 @@ impl Recorder {
         let states = store
             .load_detector_states(
                 &current.location,
+                &current
+                    .targets
+                    .iter()
+                    .map(|t| t.name().as_str())
+                    .collect::<Vec<_>>(),
                 crate::clock::now_ms(),
                 crate::clock::millis(current.detection.window.0),
             )

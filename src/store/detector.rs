@@ -1,17 +1,35 @@
 //! What the detector needs back after a restart: its stored states, reconciled with the open
 //! incidents, and the pauses the API asked for.
 
+use super::engine::Pool;
 use super::{Store, StoreError};
+
+/// The recent probes of `location` for the targets named in `$1` (a JSON array for SQLite, an
+/// array for PostgreSQL), oldest first.
+macro_rules! recent_sql {
+    ($list:literal) => {
+        concat!(
+            "select p.target, p.at_ms, p.category from ",
+            $list,
+            " join probes p on p.target = t.value and p.at_ms > $2 and p.location = $3 \
+             order by p.at_ms, p.id"
+        )
+    };
+}
+const RECENT_SQL: &str = recent_sql!("json_each($1) t");
+const RECENT_PG_SQL: &str = recent_sql!("unnest($1::text[]) t(value)");
 use crate::detect::{self, TargetState};
 use crate::domain::{Category, ProbeKind};
 use std::collections::HashMap;
 
 impl Store {
     /// The detector states of `location` saved with its last recorded batch, by target, with
-    /// each window rebuilt from that location's probes of the last `window_ms` before `now_ms`.
+    /// the windows of `targets` rebuilt from that location's probes of the last `window_ms`
+    /// before `now_ms`.
     pub async fn load_detector_states(
         &self,
         location: &str,
+        targets: &[&str],
         now_ms: i64,
         window_ms: i64,
     ) -> Result<HashMap<String, TargetState>, StoreError> {
@@ -70,12 +88,28 @@ impl Store {
                 );
             }
         }
-        let recent: Vec<(String, i64, Category)> = on!(self.pool, c => sqlx::query_as(
-            "select target, at_ms, category from probes where at_ms > $1 and location = $2 order by at_ms, id",
-        )
-        .bind(now_ms.saturating_sub(window_ms))
-        .bind(location)
-        .fetch_all(c).await)?;
+        // Down the (target, at_ms) index, one range per configured target.
+        let since = now_ms.saturating_sub(window_ms);
+        let recent: Vec<(String, i64, Category)> = match &self.pool {
+            Pool::Sqlite(pool) => {
+                let names = serde_json::to_string(targets)
+                    .map_err(|e| StoreError::Sql(sqlx::Error::Encode(Box::new(e))))?;
+                sqlx::query_as(RECENT_SQL)
+                    .bind(names)
+                    .bind(since)
+                    .bind(location)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query_as(RECENT_PG_SQL)
+                    .bind(targets)
+                    .bind(since)
+                    .bind(location)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
         for (target, at_ms, category) in recent {
             out.entry(target)
                 .or_default()

@@ -93,14 +93,18 @@ impl Store {
         .bind(low)
         .bind(high)
         .fetch_all(c).await)?;
+        // Healthy elsewhere: only a fleet has an elsewhere (a SQLite file has one writer).
         let now = crate::clock::now_ms();
-        let running: Vec<String> = self
-            .agents()
-            .await?
-            .into_iter()
-            .filter(|a| !a.is_silent(now))
-            .map(|a| a.location)
-            .collect();
+        let running: Vec<String> = if self.is_postgres() {
+            self.agents()
+                .await?
+                .into_iter()
+                .filter(|a| !a.is_silent(now))
+                .map(|a| a.location)
+                .collect()
+        } else {
+            Vec::new()
+        };
         for row in &mut rows {
             let open = row.resolved_at_ms.is_none();
             for (_, location, until) in seen.iter().filter(|s| s.0 == row.id) {

@@ -104,7 +104,9 @@ impl Store {
             .bind(o.entry.category)
             .bind(o.entry.id)
             .bind(o.message.as_deref())
-            .bind(o.request_id.as_deref())
+            // The request id of a failing answer is what a support ticket needs; that of a
+            // healthy one serves nobody, and would be a third of the row.
+            .bind(o.request_id.as_deref().filter(|_| !o.entry.is_ok()))
             .bind(o.rate_limits.limit_requests)
             .bind(o.rate_limits.limit_tokens)
             .bind(o.rate_limits.remaining_requests)
