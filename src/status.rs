@@ -91,11 +91,27 @@ async fn per_location(
             })
             .collect());
     }
+    // Every agent that wrote a heartbeat, and any location that probed before its first one.
     let now = crate::clock::now_ms();
-    let mut out = Vec::new();
-    for agent in store.agents().await? {
-        let rows = store.latest_probes_at(&agent.location, names).await?;
-        out.push((agent.location.clone(), agent.is_silent(now), rows));
+    let mut locations: Vec<(String, bool)> = store
+        .agents()
+        .await?
+        .into_iter()
+        .map(|a| {
+            let silent = a.is_silent(now);
+            (a.location, silent)
+        })
+        .collect();
+    for p in latest {
+        if !locations.iter().any(|(l, _)| *l == p.location) {
+            locations.push((p.location.clone(), false));
+        }
+    }
+    locations.sort();
+    let mut out = Vec::with_capacity(locations.len());
+    for (location, silent) in locations {
+        let rows = store.latest_probes_at(&location, names).await?;
+        out.push((location, silent, rows));
     }
     Ok(out)
 }
