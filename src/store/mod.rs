@@ -193,11 +193,7 @@ impl Store {
                 path: path.display().to_string(),
                 source,
             })?;
-        let store = Store {
-            pool: Pool::Sqlite(pool),
-            name: path.display().to_string().into(),
-            changes: Default::default(),
-        };
+        let store = Store::new(Pool::Sqlite(pool), path.display().to_string().into());
         store.refuse_newer_schema().await?;
         if held.is_some() {
             store.migrate().await?;
@@ -238,20 +234,9 @@ impl Store {
                 path: path.display().to_string(),
                 source,
             })?;
-        let store = Store {
-            pool: Pool::Sqlite(pool),
-            name: path.display().to_string().into(),
-            changes: Default::default(),
-        };
+        let store = Store::new(Pool::Sqlite(pool), path.display().to_string().into());
         store.refuse_newer_schema().await?;
-        let found = store.schema_version().await?;
-        if found < known_schema(&store.pool) {
-            return Err(StoreError::Older {
-                path: store.name.to_string(),
-                found,
-                known: known_schema(&store.pool),
-            });
-        }
+        store.refuse_older_schema().await?;
         Ok(store)
     }
 
@@ -282,23 +267,12 @@ impl Store {
                 path: name.clone(),
                 source,
             })?;
-        let store = Store {
-            pool: Pool::Postgres(pool),
-            name: name.into(),
-            changes: Default::default(),
-        };
+        let store = Store::new(Pool::Postgres(pool), name.into());
         store.refuse_newer_schema().await?;
         if migrate {
             store.migrate().await?;
         } else {
-            let found = store.schema_version().await?;
-            if found < known_schema(&store.pool) {
-                return Err(StoreError::Older {
-                    path: store.name.to_string(),
-                    found,
-                    known: known_schema(&store.pool),
-                });
-            }
+            store.refuse_older_schema().await?;
         }
         Ok(store)
     }
@@ -355,6 +329,27 @@ impl Store {
         .fetch_one(c)
         .await)?;
         Ok(version.unwrap_or(0))
+    }
+
+    fn new(pool: Pool, name: std::sync::Arc<str>) -> Store {
+        Store {
+            pool,
+            name,
+            changes: Default::default(),
+        }
+    }
+
+    /// A database older than this binary, opened by one that does not migrate it, is refused.
+    async fn refuse_older_schema(&self) -> Result<(), StoreError> {
+        let found = self.schema_version().await?;
+        if found < known_schema(&self.pool) {
+            return Err(StoreError::Older {
+                path: self.name.to_string(),
+                found,
+                known: known_schema(&self.pool),
+            });
+        }
+        Ok(())
     }
 
     /// A database from a newer version would be misread, or broken by an older migration:

@@ -132,18 +132,25 @@ pub fn cluster() -> &'static Cluster {
 }
 
 impl Cluster {
+    /// One of PostgreSQL's client programs, pointed at this cluster as its superuser.
+    fn client(&self, program: &str) -> Command {
+        let mut c = Command::new(self.bindir.join(program));
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ]);
+        c
+    }
+
     /// Every row of the database at `url` (from this cluster), as `pg_dump` writes it.
     pub fn dump(&self, url: &str) -> Vec<u8> {
         let name = url.rsplit('/').next().expect("a database name");
-        let out = Command::new(self.bindir.join("pg_dump"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-            ])
+        let out = self
+            .client("pg_dump")
             .args(["--data-only", "-d", name])
             .output()
             .expect("pg_dump runs");
@@ -159,15 +166,8 @@ impl Cluster {
     pub fn fresh_database(&self) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(1);
         let name = format!("w{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        let out = Command::new(self.bindir.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-            ])
+        let out = self
+            .client("psql")
             .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c"])
             .arg(format!("create database {name}"))
             .output()
