@@ -78,6 +78,59 @@ async fn healthy(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error>
     Ok(!conn.is_in_transaction())
 }
 
+/// Replaces the pool's connections once the database file is writable again after a time
+/// it was not. SQLite opens a file (or its write-ahead log) that it may not write read-only,
+/// without saying so, and such a connection stays read-only after the file is writable again:
+/// the daemon would never write again. So every connection opened before the file became
+/// writable is closed when it is next taken from the pool, and the pool opens a fresh one.
+/// Costs an `open(2)` of the file per connection taken.
+#[derive(Debug)]
+struct Reopening {
+    files: [std::path::PathBuf; 2],
+    /// Whether the files were writable when last looked at.
+    writable: std::sync::atomic::AtomicBool,
+    /// When they were last seen to become writable again.
+    since: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Reopening {
+    fn new(path: &Path) -> Reopening {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Reopening {
+            files: [path.to_path_buf(), wal.into()],
+            writable: true.into(),
+            since: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether an idle connection that was opened `age` ago may serve.
+    fn keep(&self, age: Duration) -> bool {
+        self.look();
+        self.since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|t| age < t.elapsed())
+    }
+
+    /// Looks at the files (also when a connection is opened, which may happen while they
+    /// are not writable without any idle connection being taken).
+    fn look(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let writable = self.files.iter().all(|f| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(f)
+                .map_or_else(|e| e.kind() == std::io::ErrorKind::NotFound, |_| true)
+        });
+        if writable && !self.writable.swap(true, Relaxed) {
+            *self.since.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+        } else if !writable {
+            self.writable.store(false, Relaxed);
+        }
+    }
+}
+
 /// How long opening a database waits for another process's migration.
 const MIGRATION_WAIT: Duration = Duration::from_secs(10);
 
@@ -183,10 +236,21 @@ impl Store {
             // working set (recent probes, open incidents) is small.
             .pragma("cache_size", "-1024")
             .statement_cache_capacity(64);
+        let reopening = std::sync::Arc::new(Reopening::new(path));
         let pool = SqlitePoolOptions::new()
             .max_connections(3)
             .min_connections(1)
-            .before_acquire(|conn, _| Box::pin(async move { healthy(conn).await }))
+            .after_connect({
+                let reopening = reopening.clone();
+                move |_, _| {
+                    reopening.look();
+                    Box::pin(async { Ok(()) })
+                }
+            })
+            .before_acquire(move |conn, meta| {
+                let keep = reopening.keep(meta.age);
+                Box::pin(async move { Ok(keep && healthy(conn).await?) })
+            })
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open {
