@@ -250,15 +250,23 @@ impl Store {
                 .execute(c).await.map(|r| r.rows_affected()))?;
             }
         }
-        for target in touched {
-            let json = serde_json::to_string(&states[target])
-                .map_err(|e| StoreError::Sql(sqlx::Error::Decode(Box::new(e))))?;
-            on!(tx, c => sqlx::query("insert into detector_states (location, target, state) values ($1, $2, $3) \
-                 on conflict (location, target) do update set state = excluded.state")
-                .bind(location)
-                .bind(target)
-                .bind(json)
-                .execute(c).await.map(|r| r.rows_affected()))?;
+        let saved = touched
+            .into_iter()
+            .map(|target| {
+                serde_json::to_string(&states[target])
+                    .map(|json| (target, json))
+                    .map_err(|e| StoreError::Sql(sqlx::Error::Decode(Box::new(e))))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for chunk in super::probes::row_chunks(&saved) {
+            on!(tx, c => {
+                let mut q = sqlx::QueryBuilder::new("insert into detector_states (location, target, state) ");
+                q.push_values(chunk, |mut row, (target, json)| {
+                    row.push_bind(location).push_bind(*target).push_bind(json.as_str());
+                });
+                q.push(" on conflict (location, target) do update set state = excluded.state");
+                q.build().execute(c).await.map(|r| r.rows_affected())
+            })?;
         }
         self.commit(tx).await?;
         Ok(recorded)

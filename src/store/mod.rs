@@ -83,51 +83,70 @@ async fn healthy(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error>
 /// without saying so, and such a connection stays read-only after the file is writable again:
 /// the daemon would never write again. So every connection opened before the file became
 /// writable is closed when it is next taken from the pool, and the pool opens a fresh one.
-/// Costs an `open(2)` of the file per connection taken.
+/// The files are looked at when a connection opens, and when one is taken at most once a
+/// second (every time while they are not writable).
 #[derive(Debug)]
 struct Reopening {
     files: [std::path::PathBuf; 2],
-    /// Whether the files were writable when last looked at.
-    writable: std::sync::atomic::AtomicBool,
-    /// When they were last seen to become writable again.
-    since: std::sync::Mutex<Option<std::time::Instant>>,
+    state: std::sync::Mutex<Writability>,
+}
+
+#[derive(Debug)]
+struct Writability {
+    writable: bool,
+    looked_at: Option<std::time::Instant>,
+    /// When the files were last seen to become writable again.
+    since: Option<std::time::Instant>,
 }
 
 impl Reopening {
+    const LOOK_EVERY: Duration = Duration::from_secs(1);
+
     fn new(path: &Path) -> Reopening {
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         Reopening {
             files: [path.to_path_buf(), wal.into()],
-            writable: true.into(),
-            since: std::sync::Mutex::new(None),
+            state: std::sync::Mutex::new(Writability {
+                writable: true,
+                looked_at: None,
+                since: None,
+            }),
         }
     }
 
     /// Whether an idle connection that was opened `age` ago may serve.
     fn keep(&self, age: Duration) -> bool {
-        self.look();
-        self.since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none_or(|t| age < t.elapsed())
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !state.writable
+            || state
+                .looked_at
+                .is_none_or(|t| t.elapsed() >= Self::LOOK_EVERY)
+        {
+            self.look_locked(&mut state);
+        }
+        state.since.is_none_or(|t| age < t.elapsed())
     }
 
-    /// Looks at the files (also when a connection is opened, which may happen while they
-    /// are not writable without any idle connection being taken).
+    /// Looks at the files when a connection is opened (which may happen while they are not
+    /// writable without any idle connection being taken).
     fn look(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
+        self.look_locked(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn look_locked(&self, state: &mut Writability) {
         let writable = self.files.iter().all(|f| {
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(f)
                 .map_or_else(|e| e.kind() == std::io::ErrorKind::NotFound, |_| true)
         });
-        if writable && !self.writable.swap(true, Relaxed) {
-            *self.since.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
-        } else if !writable {
-            self.writable.store(false, Relaxed);
+        let now = std::time::Instant::now();
+        if writable && !state.writable {
+            state.since = Some(now);
         }
+        state.writable = writable;
+        state.looked_at = Some(now);
     }
 }
 

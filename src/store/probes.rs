@@ -43,6 +43,55 @@ macro_rules! rollup_maxima {
     };
 }
 
+/// Adds `(target, rollup)` rows to the rollups, counts adding up with those already there.
+/// The rows must differ in (target, probe, category, hour).
+async fn add_rollups_on(tx: &mut Tx, rows: &[(&str, RollupRow)]) -> Result<(), StoreError> {
+    for chunk in row_chunks(rows) {
+        on!(tx, c => {
+            let mut q = sqlx::QueryBuilder::new(
+                "insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max) ",
+            );
+            q.push_values(chunk, |mut row, (target, r)| {
+                row.push_bind(*target)
+                    .push_bind(r.probe)
+                    .push_bind(r.category)
+                    .push_bind(r.hour_ms)
+                    .push_bind(r.count)
+                    .push_bind(r.latency_sum_ms)
+                    .push_bind(r.latency_max_ms)
+                    .push_bind(r.used_max);
+            });
+            q.push(concat!(
+                " on conflict (target, hour_ms, probe, category) do update set \
+                 count = rollups.count + excluded.count, \
+                 latency_sum_ms = rollups.latency_sum_ms + excluded.latency_sum_ms, ",
+                rollup_maxima!()
+            ));
+            q.build().execute(c).await.map(|r| r.rows_affected())
+        })?;
+    }
+    Ok(())
+}
+
+/// Most rows in one multi-row statement.
+const MAX_ROWS_PER_STATEMENT: usize = 32;
+
+/// `items` in chunks for multi-row statements: of `MAX_ROWS_PER_STATEMENT`, then of the powers
+/// of two the rest is made of. A handful of statement shapes serve every batch size, each
+/// prepared once and kept in the statement cache.
+pub(super) fn row_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = MAX_ROWS_PER_STATEMENT.min(1 << rest.len().ilog2());
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Some(head)
+    })
+}
+
 /// One hour in milliseconds: the rollup granularity.
 pub const HOUR_MS: i64 = 3_600_000;
 
@@ -80,57 +129,77 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts observations inside a caller's transaction.
+    /// Inserts observations inside a caller's transaction, and adds them to their hourly
+    /// rollups: a few multi-row statements per batch, not two per probe.
     pub(super) async fn insert_probes_on(
         tx: &mut Tx,
         location: &str,
         batch: &[Observation],
     ) -> Result<(), StoreError> {
-        for o in batch {
-            on!(tx, c => sqlx::query(
-                "insert into probes (at_ms, location, target, probe, latency_ms, http_status, \
-                 transport_error, category, error_id, message, request_id, \
-                 ratelimit_limit_requests, ratelimit_limit_tokens, ratelimit_remaining_requests, \
-                 ratelimit_remaining_tokens, ratelimit_reset_requests, ratelimit_reset_tokens, ttft_ms) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-            )
-            .bind(o.at_ms)
-            .bind(location)
-            .bind(o.target.as_str())
-            .bind(o.kind)
-            .bind(o.latency_ms)
-            .bind(o.http_status.map(i64::from))
-            .bind(o.transport_error)
-            .bind(o.entry.category)
-            .bind(o.entry.id)
-            .bind(o.message.as_deref())
-            // The request id of a failing answer is what a support ticket needs; that of a
-            // healthy one serves nobody, and would be a third of the row.
-            .bind(o.request_id.as_deref().filter(|_| !o.entry.is_ok()))
-            .bind(o.rate_limits.limit_requests)
-            .bind(o.rate_limits.limit_tokens)
-            .bind(o.rate_limits.remaining_requests)
-            .bind(o.rate_limits.remaining_tokens)
-            .bind(o.rate_limits.reset_requests.as_deref())
-            .bind(o.rate_limits.reset_tokens.as_deref())
-            .bind(o.ttft_ms)
-            .execute(c).await.map(|r| r.rows_affected()))?;
-            on!(tx, c => sqlx::query(
-                concat!("insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max) \
-                 values ($1, $2, $3, $4, 1, $5, $6, $7) on conflict (target, hour_ms, probe, category) do update set \
-                 count = rollups.count + 1, latency_sum_ms = rollups.latency_sum_ms + excluded.latency_sum_ms, \
-                 ", rollup_maxima!()),
-            )
-            .bind(o.target.as_str())
-            .bind(o.kind)
-            .bind(o.entry.category)
-            .bind(o.at_ms - o.at_ms.rem_euclid(HOUR_MS))
-            .bind(o.latency_ms)
-            .bind(o.latency_ms)
-            .bind(crate::leading::used_share(o).map(|u| u.share))
-            .execute(c).await.map(|r| r.rows_affected()))?;
+        for chunk in row_chunks(batch) {
+            on!(tx, c => {
+                let mut q = sqlx::QueryBuilder::new(
+                    "insert into probes (at_ms, location, target, probe, latency_ms, http_status, \
+                     transport_error, category, error_id, message, request_id, \
+                     ratelimit_limit_requests, ratelimit_limit_tokens, ratelimit_remaining_requests, \
+                     ratelimit_remaining_tokens, ratelimit_reset_requests, ratelimit_reset_tokens, ttft_ms) ",
+                );
+                q.push_values(chunk, |mut row, o| {
+                    row.push_bind(o.at_ms)
+                        .push_bind(location)
+                        .push_bind(o.target.as_str())
+                        .push_bind(o.kind)
+                        .push_bind(o.latency_ms)
+                        .push_bind(o.http_status.map(i64::from))
+                        .push_bind(o.transport_error)
+                        .push_bind(o.entry.category)
+                        .push_bind(o.entry.id)
+                        .push_bind(o.message.as_deref())
+                        // The request id of a failing answer is what a support ticket needs;
+                        // that of a healthy one serves nobody, and would be a third of the row.
+                        .push_bind(o.request_id.as_deref().filter(|_| !o.entry.is_ok()))
+                        .push_bind(o.rate_limits.limit_requests)
+                        .push_bind(o.rate_limits.limit_tokens)
+                        .push_bind(o.rate_limits.remaining_requests)
+                        .push_bind(o.rate_limits.remaining_tokens)
+                        .push_bind(o.rate_limits.reset_requests.as_deref())
+                        .push_bind(o.rate_limits.reset_tokens.as_deref())
+                        .push_bind(o.ttft_ms);
+                });
+                q.build().execute(c).await.map(|r| r.rows_affected())
+            })?;
         }
-        Ok(())
+        // One row per (target, probe kind, category, hour) of the batch: a statement may not
+        // update the same row twice (PostgreSQL refuses it).
+        let mut hours: std::collections::BTreeMap<(&str, ProbeKind, Category, i64), RollupRow> =
+            std::collections::BTreeMap::new();
+        for o in batch {
+            let hour_ms = o.at_ms - o.at_ms.rem_euclid(HOUR_MS);
+            let used = crate::leading::used_share(o).map(|u| u.share);
+            let r = hours
+                .entry((o.target.as_str(), o.kind, o.entry.category, hour_ms))
+                .or_insert(RollupRow {
+                    probe: Some(o.kind),
+                    category: o.entry.category,
+                    hour_ms,
+                    count: 0,
+                    latency_sum_ms: 0,
+                    latency_max_ms: o.latency_ms,
+                    used_max: None,
+                });
+            r.count += 1;
+            r.latency_sum_ms += o.latency_ms;
+            r.latency_max_ms = r.latency_max_ms.max(o.latency_ms);
+            r.used_max = match (r.used_max, used) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let rows: Vec<(&str, RollupRow)> = hours
+            .into_iter()
+            .map(|((target, ..), r)| (target, r))
+            .collect();
+        add_rollups_on(tx, &rows).await
     }
 
     /// The latest probes of a target, newest first.
@@ -231,23 +300,8 @@ impl Store {
     /// rollups already there.
     pub async fn add_rollups(&self, target: &str, rows: &[RollupRow]) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        for r in rows {
-            on!(tx, c => sqlx::query(
-                concat!("insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (target, hour_ms, probe, category) do update set \
-                 count = rollups.count + excluded.count, latency_sum_ms = rollups.latency_sum_ms + excluded.latency_sum_ms, \
-                 ", rollup_maxima!()),
-            )
-            .bind(target)
-            .bind(r.probe)
-            .bind(r.category)
-            .bind(r.hour_ms)
-            .bind(r.count)
-            .bind(r.latency_sum_ms)
-            .bind(r.latency_max_ms)
-            .bind(r.used_max)
-            .execute(c).await.map(|r| r.rows_affected()))?;
-        }
+        let rows: Vec<(&str, RollupRow)> = rows.iter().map(|r| (target, r.clone())).collect();
+        add_rollups_on(&mut tx, &rows).await?;
         self.commit(tx).await?;
         Ok(())
     }
@@ -304,15 +358,46 @@ impl Store {
     }
 }
 
-impl Store {
-    /// Every target's rollups from `since_ms` on, oldest first.
-    pub async fn all_rollups_since(&self, since_ms: i64) -> Result<Vec<TargetRollup>, StoreError> {
-        Ok(on!(self.pool, c => sqlx::query_as::<_, TargetRollup>(
-            "select target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max from rollups \
-             where hour_ms >= $1 order by hour_ms",
+/// The rollups of the targets named in the list `$1` from hour `$2` on, oldest first: one
+/// range of the primary key per target.
+macro_rules! rollups_since_sql {
+    ($list:literal) => {
+        concat!(
+            "select r.target, r.probe, r.category, r.hour_ms, r.count, r.latency_sum_ms, \
+             r.latency_max_ms, r.used_max from ",
+            $list,
+            " join rollups r on r.target = t.value and r.hour_ms >= $2 order by r.hour_ms"
         )
-        .bind(since_ms)
-        .fetch_all(c).await)?)
+    };
+}
+const ROLLUPS_SINCE_SQL: &str = rollups_since_sql!("json_each($1) t");
+const ROLLUPS_SINCE_PG_SQL: &str = rollups_since_sql!("unnest($1::text[]) t(value)");
+
+impl Store {
+    /// The rollups of `targets` from `since_ms` on, oldest first.
+    pub async fn rollups_since(
+        &self,
+        targets: &[&str],
+        since_ms: i64,
+    ) -> Result<Vec<TargetRollup>, StoreError> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => {
+                let names = serde_json::to_string(targets)
+                    .map_err(|e| StoreError::Sql(sqlx::Error::Encode(Box::new(e))))?;
+                sqlx::query_as(ROLLUPS_SINCE_SQL)
+                    .bind(names)
+                    .bind(since_ms)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query_as(ROLLUPS_SINCE_PG_SQL)
+                    .bind(targets)
+                    .bind(since_ms)
+                    .fetch_all(pool)
+                    .await?
+            }
+        })
     }
 }
 
@@ -379,5 +464,25 @@ impl Store {
         .bind("[]")
         .fetch_all(c).await)?;
         Ok(rows.into_iter().map(|r| r.3).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_go_out_in_a_few_statement_shapes_keeping_every_row_in_order() {
+        let sizes = |n: usize| {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = row_chunks(&items).collect();
+            assert_eq!(chunks.concat(), items, "every row once, in order");
+            chunks.iter().map(|c| c.len()).collect::<Vec<_>>()
+        };
+        assert!(sizes(0).is_empty());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(7), [4, 2, 1]);
+        assert_eq!(sizes(32), [32]);
+        assert_eq!(sizes(75), [32, 32, 8, 2, 1]);
     }
 }

@@ -19,15 +19,31 @@ impl Store {
         Ok(done)
     }
 
-    /// Deletes one batch of rollups of hours before `cutoff_ms`; returns how many went.
+    /// Deletes a batch of rollups of hours before `cutoff_ms` of each target, each batch its
+    /// own transaction; returns how many went. The rollups have no index by hour (it would
+    /// be a third of the database): each target's old hours are the start of its range of
+    /// the primary key, and the targets are found by stepping down that key, one step each.
     pub async fn prune_rollups_batch(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        let done = on!(self.pool, c => sqlx::query(
-            "delete from rollups where (target, hour_ms, probe, category) in \
-             (select target, hour_ms, probe, category from rollups where hour_ms < $1 order by hour_ms limit $2)",
+        let targets: Vec<(String,)> = on!(self.pool, c => sqlx::query_as(
+            "with recursive t(name) as (\
+               select min(target) from rollups \
+               union all \
+               select (select min(target) from rollups where target > t.name) from t where t.name is not null\
+             ) select name from t where name is not null",
         )
-        .bind(cutoff_ms)
-        .bind(PRUNE_BATCH)
-        .execute(c).await.map(|r| r.rows_affected()))?;
+        .fetch_all(c).await)?;
+        let mut done = 0;
+        for (target,) in targets {
+            done += on!(self.pool, c => sqlx::query(
+                "delete from rollups where (target, hour_ms, probe, category) in \
+                 (select target, hour_ms, probe, category from rollups \
+                  where target = $1 and hour_ms < $2 order by hour_ms limit $3)",
+            )
+            .bind(&target)
+            .bind(cutoff_ms)
+            .bind(PRUNE_BATCH)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        }
         Ok(done)
     }
 

@@ -148,7 +148,11 @@ async fn render_index(state: &AppState) -> Result<String, Error> {
     let today = now - now.rem_euclid(24 * HOUR_MS);
     let mut recent_by_target: std::collections::HashMap<String, Vec<crate::store::RollupRow>> =
         std::collections::HashMap::new();
-    for r in state.store.all_rollups_since(now - 24 * HOUR_MS).await? {
+    for r in state
+        .store
+        .rollups_since(&config.target_names(), now - 24 * HOUR_MS)
+        .await?
+    {
         recent_by_target.entry(r.target).or_default().push(r.rollup);
     }
     let (day_frame, quarter_frame) = (view::Frame::day(now), view::Frame::quarter(now));
