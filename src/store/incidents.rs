@@ -161,8 +161,6 @@ impl Store {
         Store::insert_probes_on(&mut tx, location, batch).await?;
         let mut recorded = Recorded::default();
         let mut touched: Vec<&str> = Vec::new();
-        // The usual latency of each (target, probe kind), read once per batch.
-        let mut baselines: HashMap<(String, ProbeKind), Option<f64>> = HashMap::new();
         for o in batch {
             let state = states.entry(o.target.to_string()).or_default();
             let verdict = detect::Verdict {
@@ -187,16 +185,7 @@ impl Store {
                     recent.pop_front();
                 }
                 let recent: Vec<i64> = recent.iter().copied().collect();
-                let key = (o.target.to_string(), o.kind);
-                let baseline = match baselines.get(&key) {
-                    Some(b) => *b,
-                    None => {
-                        let b =
-                            latency_baseline(&mut tx, o.target.as_str(), o.kind, o.at_ms).await?;
-                        baselines.insert(key, b);
-                        b
-                    }
-                };
+                let baseline = self.latency_baseline(&mut tx, o).await?;
                 // The recent median is over several probes already: one reading opens it.
                 crate::leading::slow(o, &recent, baseline, detection).map(|r| (r, 1))
             } else {
@@ -331,25 +320,46 @@ async fn open_or_last_id(tx: &mut Tx, target: &str, category: Category) -> Resul
 
 /// Applies one transition to the incidents table and writes its alert events; returns how
 /// many events were written.
-/// The usual latency of healthy `kind` probes of `target`: the median of the hourly mean
-/// latencies of the 24 hours before `at_ms` (from the rollups, so that it survives restarts
-/// and costs one small query).
-async fn latency_baseline(
-    tx: &mut Tx,
-    target: &str,
-    kind: ProbeKind,
-    at_ms: i64,
-) -> Result<Option<f64>, StoreError> {
-    let means: Vec<(f64,)> = on!(tx, c => sqlx::query_as(
-        "select cast(latency_sum_ms as double precision) / count from rollups \
-         where target = $1 and probe = $2 and category = $3 and hour_ms > $4 and count > 0",
-    )
-    .bind(target)
-    .bind(kind)
-    .bind(Category::Ok)
-    .bind(at_ms.saturating_sub(24 * super::HOUR_MS))
-    .fetch_all(c).await)?;
-    Ok(crate::leading::median(means.into_iter().map(|(m,)| m)))
+impl Store {
+    /// The usual latency of healthy probes of `o`'s target and kind: the median of the hourly
+    /// mean latencies of the 24 whole hours before the hour of `o` (from the rollups, so that
+    /// it survives restarts). Those hours are over, so it is read once an hour per target
+    /// and kind, not once a probe.
+    async fn latency_baseline(
+        &self,
+        tx: &mut Tx,
+        o: &Observation,
+    ) -> Result<Option<f64>, StoreError> {
+        let hour = o.at_ms - o.at_ms.rem_euclid(super::HOUR_MS);
+        let key = (o.target.to_string(), o.kind);
+        let cached = self
+            .baselines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        if let Some((for_hour, baseline)) = cached
+            && for_hour == hour
+        {
+            return Ok(baseline);
+        }
+        let means: Vec<(f64,)> = on!(tx, c => sqlx::query_as(
+            "select cast(latency_sum_ms as double precision) / count from rollups \
+             where target = $1 and probe = $2 and category = $3 and hour_ms >= $4 and hour_ms < $5 and count > 0",
+        )
+        .bind(o.target.as_str())
+        .bind(o.kind)
+        .bind(Category::Ok)
+        .bind(hour.saturating_sub(24 * super::HOUR_MS))
+        .bind(hour)
+        .fetch_all(c).await)?;
+        let baseline = crate::leading::median(means.into_iter().map(|(m,)| m));
+        self.baselines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (hour, baseline));
+        Ok(baseline)
+    }
 }
 
 /// What an incident row records of the probe that changed it: its answer, or for a leading

@@ -169,7 +169,12 @@ pub struct Store {
     /// The database in words (no password), for messages.
     name: std::sync::Arc<str>,
     changes: std::sync::Arc<Changes>,
+    /// The latency baseline of each (target, probe kind), with the hour it was read for.
+    baselines: std::sync::Arc<std::sync::Mutex<Baselines>>,
 }
+
+/// Latency baselines by (target, probe kind): (the hour they are for, the baseline).
+type Baselines = std::collections::HashMap<(String, crate::domain::ProbeKind), (i64, Option<f64>)>;
 
 /// Writes made through this `Store`, for caches of what they show (the status page): a
 /// generation counted up after every commit, and how many commits are under way.
@@ -419,6 +424,7 @@ impl Store {
             pool,
             name,
             changes: Default::default(),
+            baselines: Default::default(),
         }
     }
 
