@@ -9,6 +9,9 @@ mod helpers;
 #[path = "support/fleet.rs"]
 mod fleet;
 
+#[path = "support/peer.rs"]
+mod peer;
+
 use helpers::observation;
 use helpers::smtp::SmtpServer;
 use openai_watch::catalog::{self, Category, Expect};
@@ -85,12 +88,17 @@ impl Proc {
 
 /// `taskset -c CPU` when available, so that the daemon and the simulator do not share a core.
 fn pinned(cpu: &str) -> Command {
+    pinned_program(cpu, Path::new(BIN))
+}
+
+/// `program` on core `cpu` (when `taskset` is available).
+fn pinned_program(cpu: &str, program: &Path) -> Command {
     if Path::new("/usr/bin/taskset").exists() {
         let mut c = Command::new("taskset");
-        c.args(["-c", cpu, BIN]);
+        c.args(["-c", cpu]).arg(program);
         c
     } else {
-        Command::new(BIN)
+        Command::new(program)
     }
 }
 
@@ -332,8 +340,45 @@ async fn memory_figures(report: &mut Report, sim: &str, settle: Duration) {
     }
 }
 
-/// CPU per 1 000 probes, and the sustained rate with 1 000 targets on one core.
-async fn throughput_figures(report: &mut Report, sim: &str, window: Duration) {
+/// Requests in the simulator's log whose path starts with `prefix`, made at or after `since_ms`.
+async fn simulator_requests(sim: &str, prefix: &str, since_ms: i64) -> usize {
+    let body = reqwest::get(format!("http://{sim}/_sim/requests"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let log: serde_json::Value = serde_json::from_str(&body).unwrap();
+    log.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
+        .filter(|r| r["at_ms"].as_i64().is_some_and(|t| t >= since_ms))
+        .count()
+}
+
+/// The peer's resident memory (MiB) and CPU per 1 000 probes with `n` targets at 1/s.
+async fn peer_throughput(peer: &peer::Peer, sim: &str, n: usize, window: Duration) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = peer.start(dir.path(), sim, n);
+    std::thread::sleep(Duration::from_secs(3));
+    let (t0, c0) = (openai_watch::clock::now_ms(), cpu_seconds(p.proc.pid()));
+    std::thread::sleep(window);
+    let c1 = cpu_seconds(p.proc.pid());
+    let probes = simulator_requests(sim, &p.prefix, t0).await;
+    let rss = p.resident_kib() as f64 / 1024.0;
+    p.proc.terminate();
+    (rss, (c1 - c0) / (probes.max(1) as f64) * 1000.0)
+}
+
+/// CPU per 1 000 probes and resident memory with N targets at 1/s (beside the peer's, when
+/// it is installed), and the sustained rate with 1 000 targets on one core.
+async fn throughput_figures(
+    report: &mut Report,
+    sim: &str,
+    window: Duration,
+    peer: Option<&peer::Peer>,
+) {
     // N targets every second, storage and detection included (10 % of them failing).
     for n in [10, 100] {
         let dir = tempfile::tempdir().unwrap();
@@ -350,16 +395,29 @@ async fn throughput_figures(report: &mut Report, sim: &str, window: Duration) {
         std::thread::sleep(Duration::from_secs(3));
         let (p0, c0) = (probe_count(&d.db).await, cpu_seconds(d.proc.pid()));
         // At 10 probes/s a longer window, for as many probes to count.
-        std::thread::sleep(if n == 10 { window * 3 } else { window });
+        let measured = if n == 10 { window * 3 } else { window };
+        std::thread::sleep(measured);
         let (p1, c1) = (probe_count(&d.db).await, cpu_seconds(d.proc.pid()));
         let per_1000 = (c1 - c0) / ((p1 - p0).max(1) as f64) * 1000.0;
+        let (rss, _) = memory(d.proc.pid());
+        d.proc.terminate();
+        let theirs = match peer {
+            Some(peer) => Some(peer_throughput(peer, sim, n, measured).await),
+            None => None,
+        };
         report.add(
             format!("CPU per 1 000 probes ({n} targets at 1/s, 10 % failing)"),
-            format!("{per_1000:.3} CPU-s"),
+            peer::beside(per_1000, theirs.map(|t| t.1), |v| format!("{v:.3} CPU-s")),
             "<= 0.2 CPU-s",
             Some(per_1000 <= 0.2),
         );
-        d.proc.terminate();
+        let rss_mib = rss as f64 / 1024.0;
+        report.add(
+            format!("resident memory, {n} targets at 1/s"),
+            peer::beside(rss_mib, theirs.map(|t| t.0), |v| format!("{v:.1} MiB")),
+            "<= 10 MiB",
+            Some(rss <= 10 * 1024),
+        );
     }
 
     // 1 000 targets with three probes each every second (3 000 asked per second), daemon
@@ -473,8 +531,26 @@ async fn latencies(http: &reqwest::Client, url: &str, n: usize) -> Vec<f64> {
     out
 }
 
+/// The peer's status page with 20 targets: p95 latency in ms over `requests` requests.
+async fn peer_page_p95(peer: &peer::Peer, sim: &str, requests: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let p = peer.start(dir.path(), sim, 20);
+    // A few polls first, so that the page shows every replica's state.
+    std::thread::sleep(Duration::from_secs(3));
+    let http = reqwest::Client::new();
+    latencies(&http, &p.page, 20).await;
+    let l = latencies(&http, &p.page, requests).await;
+    p.proc.terminate();
+    percentile(&l, 0.95)
+}
+
 /// Page latency, database size and start-to-READY on a year of history.
-async fn history_figures(report: &mut Report, sim: &str, requests: usize) {
+async fn history_figures(
+    report: &mut Report,
+    sim: &str,
+    requests: usize,
+    peer: Option<&peer::Peer>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("watch.db");
     let now = openai_watch::clock::now_ms();
@@ -538,12 +614,16 @@ async fn history_figures(report: &mut Report, sim: &str, requests: usize) {
         latencies(&http, &url, 20).await; // warm up
         let l = latencies(&http, &url, requests).await;
         let p95 = percentile(&l, 0.95);
+        let theirs = match peer {
+            Some(peer) if path == "/" => Some(peer_page_p95(peer, sim, requests).await),
+            _ => None,
+        };
         report.add(
             format!("{label} latency p50 / p95 / p99 ({requests} requests)"),
             format!(
-                "{:.2} / {:.2} / {:.2} ms",
+                "{:.2} / {} / {:.2} ms",
                 percentile(&l, 0.5),
-                p95,
+                peer::beside(p95, theirs, |v| format!("{v:.2}")),
                 percentile(&l, 0.99)
             ),
             if path == "/" {
@@ -752,6 +832,18 @@ fn main() {
         if quick { "quick" } else { "full" },
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    let peer = peer::Peer::find();
+    match &peer {
+        Ok(_) => println!("  peer: vigil, run beside us on the same simulator and core"),
+        Err(peer::Missing::NotOnPath) => println!(
+            "  peer: `vigil` not found on PATH (`cargo install vigil-server --locked`): absolute figures only"
+        ),
+        Err(peer::Missing::NoAssets(bin)) => println!(
+            "  peer: {} found, but not its page assets (set VIGIL_ASSETS to its res/assets): absolute figures only",
+            bin.display()
+        ),
+    }
+    let peer = peer.ok();
     let mut report = Report(Vec::new());
     let started = Instant::now();
     runtime.block_on(async {
@@ -775,6 +867,7 @@ fn main() {
                 &mut report,
                 &base,
                 Duration::from_secs(if quick { 5 } else { 20 }),
+                peer.as_ref(),
             )
             .await;
         }
@@ -782,7 +875,13 @@ fn main() {
             alert_latency(&mut report, &base, if quick { 5 } else { 20 }).await;
         }
         if run("history") {
-            history_figures(&mut report, &base, if quick { 100 } else { 500 }).await;
+            history_figures(
+                &mut report,
+                &base,
+                if quick { 100 } else { 500 },
+                peer.as_ref(),
+            )
+            .await;
         }
         if run("fleet") {
             fleet::fleet_figures(
@@ -794,17 +893,6 @@ fn main() {
         }
         sim.terminate();
     });
-    let peer = std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("vigil").is_file()));
-    if peer {
-        println!(
-            "  peer: `vigil` found, but the side-by-side run is not built yet: absolute figures only"
-        );
-    } else {
-        println!(
-            "  peer: `vigil` not found on PATH (`cargo install vigil-server --locked`): absolute figures only"
-        );
-    }
     let missed: Vec<&str> = report
         .0
         .iter()

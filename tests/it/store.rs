@@ -323,4 +323,91 @@ async fn every_enumerated_column_accepts_its_names_and_refuses_anything_else() {
     pool.close().await;
 }
 
-crate::both_engines!(reminders_follow_the_last_message_sent_and_a_restart_changes_nothing,);
+/// A batch adds up in its hourly rollups (several probes of one hour in one multi-row
+/// statement), and retention takes each target's old hours in batches, keeping the rest.
+async fn rollups_add_up_per_batch_and_retention_takes_each_targets_old_hours(engine: Engine) {
+    use openai_watch::store::{HOUR_MS, PRUNE_BATCH, RollupRow};
+    let ws = Workspace::on(engine);
+    let store = ws.store().await;
+    let hour0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS;
+    // 75 probes in one batch: 72 healthy, 3 failing, all in one hour, plus 5 in the next.
+    let mut batch: Vec<Observation> = (0..75)
+        .map(|i| {
+            let id = if i % 25 == 0 { "server_error" } else { "ok" };
+            observation("a", id, hour0 + i * 1000)
+        })
+        .collect();
+    batch.extend((0..5).map(|i| observation("a", "ok", hour0 + HOUR_MS + i)));
+    store.insert_probes("fra-1", &batch).await.unwrap();
+    let rows = store.rollups("a", hour0).await.unwrap();
+    let count = |hour: i64, category: &str| {
+        rows.iter()
+            .filter(|r| r.hour_ms == hour && r.category.as_str() == category)
+            .map(|r| r.count)
+            .sum::<i64>()
+    };
+    assert_eq!(
+        (count(hour0, "ok"), count(hour0, "outage")),
+        (72, 3),
+        "{rows:?}"
+    );
+    assert_eq!(count(hour0 + HOUR_MS, "ok"), 5);
+    let ok = rows
+        .iter()
+        .find(|r| r.hour_ms == hour0 && r.category.as_str() == "ok")
+        .unwrap();
+    let expected: i64 = batch[..75]
+        .iter()
+        .filter(|o| o.entry.is_ok())
+        .map(|o| o.latency_ms)
+        .sum();
+    assert_eq!(ok.latency_sum_ms, expected);
+
+    // Old hours: more than one batch's worth for `b`, a few for `c`; and one recent hour each.
+    let cutoff = hour0 - 10 * HOUR_MS;
+    let hours = |target_hours: std::ops::Range<i64>| -> Vec<RollupRow> {
+        target_hours
+            .map(|h| RollupRow {
+                probe: Some(openai_watch::domain::ProbeKind::Models),
+                category: openai_watch::domain::Category::Ok,
+                hour_ms: cutoff - h * HOUR_MS,
+                count: 1,
+                latency_sum_ms: 100,
+                latency_max_ms: 100,
+                used_max: None,
+            })
+            .collect()
+    };
+    let old_b = PRUNE_BATCH + 100;
+    store.add_rollups("b", &hours(1..old_b + 1)).await.unwrap();
+    store.add_rollups("c", &hours(1..11)).await.unwrap();
+    for t in ["b", "c"] {
+        store.add_rollups(t, &hours(-5..-4)).await.unwrap();
+    }
+    let mut pruned = Vec::new();
+    loop {
+        let n = store.prune_rollups_batch(cutoff).await.unwrap();
+        pruned.push(n);
+        if n == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        pruned,
+        [PRUNE_BATCH as u64 + 10, 100, 0],
+        "one batch per target per pass"
+    );
+    for (target, left) in [("a", 3), ("b", 1), ("c", 1)] {
+        assert_eq!(
+            store.rollups(target, 0).await.unwrap().len(),
+            left,
+            "{target} keeps its hours after the cutoff"
+        );
+    }
+    store.close().await;
+}
+
+crate::both_engines!(
+    reminders_follow_the_last_message_sent_and_a_restart_changes_nothing,
+    rollups_add_up_per_batch_and_retention_takes_each_targets_old_hours,
+);
