@@ -135,11 +135,13 @@ impl Reopening {
     }
 
     fn look_locked(&self, state: &mut Writability) {
+        // access(2), not open(2): closing a descriptor of the database file would release
+        // the locks SQLite holds on it in this process.
         let writable = self.files.iter().all(|f| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(f)
-                .map_or_else(|e| e.kind() == std::io::ErrorKind::NotFound, |_| true)
+            match rustix::fs::access(f.as_path(), rustix::fs::Access::WRITE_OK) {
+                Ok(()) => true,
+                Err(e) => e == rustix::io::Errno::NOENT,
+            }
         });
         let now = std::time::Instant::now();
         if writable && !state.writable {
