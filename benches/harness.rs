@@ -832,6 +832,7 @@ fn main() {
         if quick { "quick" } else { "full" },
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    openai_watch::tls::install_crypto_provider();
     let peer = peer::Peer::find();
     match &peer {
         Ok(_) => println!("  peer: vigil, run beside us on the same simulator and core"),

@@ -1,8 +1,9 @@
 //! The peer of SPEC §11, run in the same benchmark when it is installed: Vigil
 //! (`cargo install vigil-server --locked`), a status-page monitor. It probes the same
-//! simulator, with the same number of targets as HTTP replicas, `poll_interval = 1` and
-//! `poll_retry = 0`, pinned to the daemon's core; its figures are measured from outside the
-//! same way as ours.
+//! simulator, with the same number of targets as HTTP replicas (a GET of `/v1/models`, the
+//! request of our `models` probe), `poll_interval = 1` and `poll_retry = 0`, pinned to the
+//! daemon's core; its figures are measured from outside the same way as ours, and its probes
+//! are counted in the simulator's request log.
 
 use super::{Proc, free_port, memory, pinned_program, wait};
 use std::path::{Path, PathBuf};
@@ -49,7 +50,7 @@ impl Peer {
         for i in 0..n {
             nodes.push_str(&format!(
                 "[[probe.service.node]]\nid = \"t{i}\"\nlabel = \"t{i}\"\nmode = \"poll\"\n\
-                 replicas = [\"http://{sim}{prefix}{i}/v1/models\"]\n\n"
+                 http_method = \"GET\"\nreplicas = [\"http://{sim}{prefix}{i}/v1/models\"]\n\n"
             ));
         }
         let config = format!(
