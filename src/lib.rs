@@ -45,6 +45,7 @@ pub mod metrics; // Prometheus metrics
 pub mod notify; // alert outbox worker, email and webhook channels
 pub mod probe; // HTTP probing → `Observation`
 pub mod redact; // masking of secrets in untrusted text
+pub mod resident; // handing back code pages only starting ran
 pub mod scheduler; // when each probe runs
 pub mod signals; // SIGINT/SIGTERM/SIGHUP
 pub mod silence; // silences and maintenance windows: what keeps an alert from going out

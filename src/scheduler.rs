@@ -1,6 +1,11 @@
 //! The probe scheduler: one task that keeps every (target, probe) slot's next due time in a
 //! heap, starts due probes under a concurrency bound, and hands observations to the recorder.
 //! No task per target: memory stays flat as targets grow.
+//!
+//! Probes start in waves: first starts are spread over the interval in whole seconds, and a
+//! slot keeps its place on that grid, so the probes due in the same second start together.
+//! Their answers then arrive together and are written in one transaction, and the daemon
+//! wakes once for them instead of once each: at 10 targets every second, one wave a second.
 
 use crate::config::{ProbeKind, Target};
 use crate::health::Health;
@@ -19,15 +24,19 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// Start times are spread over the interval, but never more than this, so that a 15-minute
 /// probe still reports soon after start.
 const MAX_INITIAL_SPREAD: Duration = Duration::from_secs(60);
+/// The grid of start times: probes due within the same step start together.
+pub const WAVE: Duration = Duration::from_secs(1);
 
 /// A time far enough to mean "not again in this run", small enough to add to any instant.
 const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
 
-/// When the next probe of a slot is due. A probe never overlaps the previous one of its slot,
-/// and when the answer asked for a pause (`retry-after`), the next probe waits at least that
-/// long after the answer: the monitor must never be the cause of a rate limit.
+/// When the next probe of a slot is due, counted from when this one was due (a probe that
+/// waited for a free place in flight does not shift the slot off its wave). A probe never
+/// overlaps the previous one of its slot, and when the answer asked for a pause
+/// (`retry-after`), the next probe waits at least that long after the answer: the monitor
+/// must never be the cause of a rate limit.
 pub fn next_due(
-    started: Instant,
+    due: Instant,
     finished: Instant,
     interval: Duration,
     retry_after: Option<Duration>,
@@ -39,18 +48,32 @@ pub fn next_due(
             .or_else(|| t.checked_add(FAR_FUTURE))
             .unwrap_or(t)
     };
-    let regular = later(started, interval).max(finished);
+    let regular = later(due, interval).max(finished);
     match retry_after {
         Some(wait) => regular.max(later(finished, wait)),
         None => regular,
     }
 }
 
-/// First start of a slot: spread over `min(interval, 60s)` by `fraction` in [0, 1).
+/// The first wave at or after `at`, on the grid of `WAVE` steps from `origin`.
+pub fn on_wave(origin: Instant, at: Instant) -> Instant {
+    let step = WAVE.as_nanos();
+    let since = at.saturating_duration_since(origin).as_nanos();
+    let waves = since.div_ceil(step);
+    let offset = u64::try_from(waves.saturating_mul(step)).unwrap_or(u64::MAX);
+    origin
+        .checked_add(Duration::from_nanos(offset))
+        .unwrap_or(at)
+        .max(at)
+}
+
+/// First start of a slot: spread over `min(interval, 60s)` by `fraction` in [0, 1), in whole
+/// `WAVE` steps (an interval shorter than a step starts at once).
 pub fn initial_delay(interval: Duration, fraction: f64) -> Duration {
-    interval
-        .min(MAX_INITIAL_SPREAD)
-        .mul_f64(fraction.clamp(0.0, 1.0))
+    let spread = interval.min(MAX_INITIAL_SPREAD);
+    let waves = (spread.as_nanos() / WAVE.as_nanos()).max(1);
+    let wave = (fraction.clamp(0.0, 1.0) * waves as f64).floor() as u32;
+    WAVE * wave.min(u32::try_from(waves - 1).unwrap_or(u32::MAX))
 }
 
 /// Pauses the API asked for, by target and probe kind: until when (Unix ms) no probe may be
@@ -103,7 +126,7 @@ pub async fn run(
             let mut start = now + initial_delay(p.interval(), fastrand::f64());
             if let Some(until) = holds.until(t.name.as_str(), p.kind) {
                 let left = Duration::from_millis(u64::try_from(until - now_ms).unwrap_or(0));
-                start = start.max(now.checked_add(left).unwrap_or(start));
+                start = on_wave(now, start.max(now.checked_add(left).unwrap_or(start)));
             }
             due.push(Reverse((
                 start,
@@ -116,6 +139,7 @@ pub async fn run(
     }
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut in_flight: JoinSet<(Slot, Instant, Observation)> = JoinSet::new();
+    let origin = now;
     // The loop also turns on this tick, so that its heartbeat shows it is alive even when
     // every probe is minutes away (`/healthz` and the systemd watchdog read it).
     let mut tick = tokio::time::interval(health.beat_every());
@@ -128,9 +152,14 @@ pub async fn run(
             () = cancel.cancelled() => break,
             _ = tick.tick() => {}
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                let Ok((slot, started, obs)) = done else { continue };
+                let Ok((slot, was_due, obs)) = done else { continue };
                 let probe = &targets[slot.target].probes[slot.probe];
-                let at = next_due(started, Instant::now(), probe.interval(), obs.retry_after);
+                let regular = was_due.checked_add(probe.interval());
+                let mut at = next_due(was_due, Instant::now(), probe.interval(), obs.retry_after);
+                if Some(at) != regular {
+                    // Off its wave after a pause or a slow answer: back onto the next one.
+                    at = on_wave(origin, at);
+                }
                 if let Some(wait) = obs.retry_after {
                     holds.hold(
                         obs.target.as_str(),
@@ -145,7 +174,7 @@ pub async fn run(
                 }
             }
             () = sleep_until_opt(next) => {
-                let Some(Reverse((_, slot))) = due.pop() else { continue };
+                let Some(Reverse((was_due, slot))) = due.pop() else { continue };
                 let permit = tokio::select! {
                     p = permits.clone().acquire_owned() => p,
                     () = cancel.cancelled() => break,
@@ -155,11 +184,10 @@ pub async fn run(
                 let prober = prober.clone();
                 in_flight.spawn(async move {
                     let _permit = permit;
-                    let started = Instant::now();
                     let target = &targets[slot.target];
                     let probe = &target.probes[slot.probe];
                     let obs = prober.probe(target, probe).await;
-                    (slot, started, obs)
+                    (slot, was_due, obs)
                 });
             }
         }
@@ -217,15 +245,52 @@ mod tests {
     }
 
     #[test]
-    fn start_times_spread_over_at_most_a_minute() {
+    fn start_times_spread_over_at_most_a_minute_in_whole_waves() {
         assert_eq!(
             initial_delay(Duration::from_secs(900), 0.5),
             Duration::from_secs(30)
         );
         assert_eq!(
-            initial_delay(Duration::from_secs(10), 0.5),
+            initial_delay(Duration::from_secs(10), 0.55),
             Duration::from_secs(5)
         );
-        assert!(initial_delay(Duration::from_secs(10), 0.999) < Duration::from_secs(10));
+        assert_eq!(
+            initial_delay(Duration::from_secs(10), 0.999),
+            Duration::from_secs(9)
+        );
+        assert_eq!(
+            initial_delay(Duration::from_secs(10), 1.0),
+            Duration::from_secs(9)
+        );
+        // Every probe of a second-long interval is in the same wave.
+        for f in [0.0, 0.3, 0.999] {
+            assert_eq!(initial_delay(Duration::from_secs(1), f), Duration::ZERO);
+            assert_eq!(initial_delay(Duration::from_millis(300), f), Duration::ZERO);
+        }
+    }
+
+    #[test]
+    fn a_start_off_its_wave_moves_to_the_next_one_never_earlier() {
+        let origin = Instant::now();
+        assert_eq!(on_wave(origin, origin), origin);
+        assert_eq!(
+            on_wave(origin, origin + Duration::from_millis(1)),
+            origin + WAVE
+        );
+        assert_eq!(on_wave(origin, origin + WAVE * 3), origin + WAVE * 3);
+        assert_eq!(
+            on_wave(origin, origin + WAVE * 3 + Duration::from_millis(400)),
+            origin + WAVE * 4
+        );
+    }
+
+    #[test]
+    fn a_probe_that_waited_for_a_place_in_flight_keeps_its_slot_on_the_wave() {
+        let due = Instant::now();
+        let done = due + Duration::from_millis(700);
+        assert_eq!(
+            next_due(due, done, Duration::from_secs(1), None),
+            due + Duration::from_secs(1)
+        );
     }
 }

@@ -77,7 +77,10 @@ impl Prober {
                 }
             }))
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(4)
+            // A wave of probes to one host (every target on api.openai.com) goes out at once:
+            // keep a connection for each probe that can be in flight, or every wave would
+            // open and close most of them again.
+            .pool_max_idle_per_host(crate::scheduler::MAX_IN_FLIGHT)
             .build()?;
         Ok(Prober { client, secrets })
     }

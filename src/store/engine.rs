@@ -89,23 +89,27 @@ impl Pool {
     }
 }
 
-/// A write transaction on one engine.
+/// A write transaction on one engine. On SQLite it holds the process's writer turn (see
+/// `Store::write_tx`), given back when the transaction ends.
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Sqlite(
+        sqlx::Transaction<'static, Sqlite>,
+        tokio::sync::OwnedMutexGuard<()>,
+    ),
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
 impl Tx {
     pub fn engine(&mut self) -> Either<&mut SqliteConnection, &mut PgConnection> {
         match self {
-            Tx::Sqlite(t) => Either::Sqlite(&mut **t),
+            Tx::Sqlite(t, _) => Either::Sqlite(&mut **t),
             Tx::Postgres(t) => Either::Postgres(&mut **t),
         }
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
-            Tx::Sqlite(t) => t.commit().await,
+            Tx::Sqlite(t, _turn) => t.commit().await,
             Tx::Postgres(t) => t.commit().await,
         }
     }

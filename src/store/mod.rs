@@ -173,6 +173,8 @@ pub struct Store {
     changes: std::sync::Arc<Changes>,
     /// The latency baseline of each (target, probe kind), with the hour it was read for.
     baselines: std::sync::Arc<std::sync::Mutex<Baselines>>,
+    /// Whose turn it is to write (SQLite: one writer at a time).
+    writer_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Latency baselines by (target, probe kind): (the hour they are for, the baseline).
@@ -427,6 +429,7 @@ impl Store {
             name,
             changes: Default::default(),
             baselines: Default::default(),
+            writer_turn: Default::default(),
         }
     }
 
@@ -461,10 +464,17 @@ impl Store {
     /// second writer on the file (`silence` and `ack` beside the daemon), a deferred
     /// transaction that read first cannot upgrade once the other committed, and fails at
     /// once instead of waiting for `busy_timeout`.
+    /// Writers of this process take turns first, in the order they asked: SQLite's own wait
+    /// for a busy file sleeps up to 100 ms between tries, and the notifier's record that an
+    /// email was accepted must not sleep behind a stream of probe batches (a crash in that
+    /// gap sends the email again).
     /// On PostgreSQL, a plain transaction: its row locks and `on conflict` do the same.
     async fn write_tx(&self) -> Result<Tx, sqlx::Error> {
         Ok(match &self.pool {
-            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Sqlite(pool) => {
+                let turn = self.writer_turn.clone().lock_owned().await;
+                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?, turn)
+            }
             Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }

@@ -7,6 +7,7 @@ use crate::store::IncidentRow;
 use crate::timefmt::rfc3339;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -22,13 +23,25 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/v1/targets/{name}/probes", get(probes))
 }
 
-async fn status(State(state): State<Arc<AppState>>) -> Result<Json<crate::status::Status>, Error> {
+/// Served from memory while nothing it shows has changed, like the status page.
+async fn status(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, Error> {
+    let before = state.store.generation();
     let config = state.config();
+    if let Some(answer) = state.status_json.fresh(before, &config) {
+        return Ok(answer.respond(&headers));
+    }
     let mut status = crate::status::read(&config.target_names(), &state.store)
         .await
         .map_err(Error::Internal)?;
     status.upstream = upstream(&state, &config).await?;
-    Ok(Json(status))
+    let json = serde_json::to_string(&status).map_err(|e| Error::Internal(e.into()))?;
+    let answer = state
+        .status_json
+        .keep(before, state.store.generation(), config, json);
+    Ok(answer.respond(&headers))
 }
 
 /// What the status page last said, where it is polled (`None` where it is not).

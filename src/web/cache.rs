@@ -1,7 +1,9 @@
-//! The status page from memory: rendered when what it shows has changed (a write through
-//! the store) or is a second old (time moves the page too, and the command line writes
-//! silences from another process), compressed once per render, revalidated by `ETag`.
+//! The status page and `/api/v1/status` from memory: rendered when what they show has
+//! changed (a write through the store, a new config) or is a second old (time moves them too,
+//! and the command line and other agents write from other processes), compressed once per
+//! render, revalidated by `ETag`.
 
+use crate::config::Config;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::io::Write;
@@ -14,32 +16,54 @@ pub const MAX_AGE: Duration = Duration::from_secs(1);
 /// One rendered page.
 pub struct Page {
     generation: u64,
+    /// The config it was rendered with (held, so that a new one is never at its address).
+    config: Arc<Config>,
+    content_type: &'static str,
     rendered_at: Instant,
     etag: HeaderValue,
     html: axum::body::Bytes,
     gzip: Option<axum::body::Bytes>,
 }
 
-#[derive(Default)]
+/// The last rendering of one page, of one media type.
 pub struct PageCache {
+    content_type: &'static str,
     page: Mutex<Option<Arc<Page>>>,
 }
 
 impl PageCache {
-    /// The cached page, if it was rendered at `generation` (None: a write is under way) and
-    /// less than `MAX_AGE` ago.
-    pub fn fresh(&self, generation: Option<u64>) -> Option<Arc<Page>> {
+    pub fn new(content_type: &'static str) -> PageCache {
+        PageCache {
+            content_type,
+            page: Mutex::new(None),
+        }
+    }
+
+    /// The cached page, if it was rendered at `generation` (None: a write is under way) with
+    /// `config`, less than `MAX_AGE` ago.
+    pub fn fresh(&self, generation: Option<u64>, config: &Arc<Config>) -> Option<Arc<Page>> {
         let generation = generation?;
         let page = self.page.lock().ok()?.clone()?;
-        (page.generation == generation && page.rendered_at.elapsed() < MAX_AGE).then_some(page)
+        (page.generation == generation
+            && Arc::ptr_eq(&page.config, config)
+            && page.rendered_at.elapsed() < MAX_AGE)
+            .then_some(page)
     }
 
     /// Wraps a rendered page; keeps it when nothing was written while it rendered.
-    pub fn keep(&self, before: Option<u64>, after: Option<u64>, html: String) -> Arc<Page> {
+    pub fn keep(
+        &self,
+        before: Option<u64>,
+        after: Option<u64>,
+        config: Arc<Config>,
+        html: String,
+    ) -> Arc<Page> {
         let html = axum::body::Bytes::from(html);
         let etag = format!("\"{:016x}\"", fingerprint(&html));
         let page = Arc::new(Page {
             generation: before.unwrap_or(u64::MAX),
+            config,
+            content_type: self.content_type,
             rendered_at: Instant::now(),
             etag: HeaderValue::from_str(&etag).expect("hex is a valid header value"),
             gzip: gzip(&html),
@@ -104,7 +128,7 @@ impl Page {
         let h = response.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
+            HeaderValue::from_static(self.content_type),
         );
         h.insert(header::ETAG, self.etag.clone());
         h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
@@ -121,23 +145,31 @@ impl Page {
 mod tests {
     use super::*;
 
+    fn config() -> Arc<Config> {
+        let text = "[[targets]]\nname = \"prod\"\nbase_url = \"http://127.0.0.1:1/v1\"\n[[targets.probes]]\nkind = \"models\"\ninterval = \"60s\"\n";
+        Arc::new(Config::parse(text, std::path::Path::new("t.toml")).expect("a valid config"))
+    }
+
     #[test]
     fn a_page_is_kept_only_when_nothing_was_written_while_it_rendered() {
-        let cache = PageCache::default();
-        cache.keep(Some(1), Some(2), "a".into());
-        assert!(cache.fresh(Some(1)).is_none() && cache.fresh(Some(2)).is_none());
-        cache.keep(None, Some(2), "b".into());
-        assert!(cache.fresh(Some(2)).is_none());
-        cache.keep(Some(2), Some(2), "c".into());
-        assert!(cache.fresh(Some(2)).is_some());
-        assert!(cache.fresh(Some(3)).is_none(), "a write since");
-        assert!(cache.fresh(None).is_none(), "a write under way");
+        let cache = PageCache::new("text/html");
+        let config = config();
+        cache.keep(Some(1), Some(2), config.clone(), "a".into());
+        assert!(cache.fresh(Some(1), &config).is_none() && cache.fresh(Some(2), &config).is_none());
+        cache.keep(None, Some(2), config.clone(), "b".into());
+        assert!(cache.fresh(Some(2), &config).is_none());
+        cache.keep(Some(2), Some(2), config.clone(), "c".into());
+        assert!(cache.fresh(Some(2), &config).is_some());
+        assert!(cache.fresh(Some(3), &config).is_none(), "a write since");
+        assert!(cache.fresh(None, &config).is_none(), "a write under way");
+        let reloaded = Arc::new((*config).clone());
+        assert!(cache.fresh(Some(2), &reloaded).is_none(), "a new config");
     }
 
     #[test]
     fn the_client_gets_304_for_its_version_and_gzip_when_it_asks() {
-        let cache = PageCache::default();
-        let page = cache.keep(Some(1), Some(1), "<html>hello</html>".repeat(100));
+        let cache = PageCache::new("text/html; charset=utf-8");
+        let page = cache.keep(Some(1), Some(1), config(), "<html>hello</html>".repeat(100));
         let etag = page.etag.clone();
         let mut h = HeaderMap::new();
         h.insert(
@@ -147,6 +179,10 @@ mod tests {
         let r = page.respond(&h);
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
         h.insert(header::IF_NONE_MATCH, etag);
         assert_eq!(page.respond(&h).status(), 304);
         let r = page.respond(&HeaderMap::new());

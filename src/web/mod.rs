@@ -38,6 +38,8 @@ pub struct AppState {
     pub past_days: std::sync::Mutex<PastDays>,
     /// The status page as last rendered.
     pub page: cache::PageCache,
+    /// `/api/v1/status` as last rendered.
+    pub status_json: cache::PageCache,
 }
 
 impl AppState {
@@ -53,7 +55,8 @@ impl AppState {
             metrics,
             health,
             past_days: Default::default(),
-            page: Default::default(),
+            page: cache::PageCache::new("text/html; charset=utf-8"),
+            status_json: cache::PageCache::new("application/json"),
         }
     }
 

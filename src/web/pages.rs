@@ -4,6 +4,7 @@
 use super::view::{self, IncidentCard};
 use super::{AppState, Error};
 use crate::catalog;
+use crate::config::Config;
 use crate::domain::{Category, DeliveryState, EventKind, ProbeKind};
 use crate::store::{DeliveryCounts, HOUR_MS};
 use crate::timefmt::rfc3339;
@@ -130,18 +131,20 @@ async fn index(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, Error> {
     let before = state.store.generation();
-    if let Some(page) = state.page.fresh(before) {
+    let config = state.config();
+    if let Some(page) = state.page.fresh(before, &config) {
         return Ok(page.respond(&headers));
     }
-    let html = render_index(&state).await?;
-    let page = state.page.keep(before, state.store.generation(), html);
+    let html = render_index(&state, &config).await?;
+    let page = state
+        .page
+        .keep(before, state.store.generation(), config, html);
     Ok(page.respond(&headers))
 }
 
 /// The status page as HTML, read from the database.
-async fn render_index(state: &AppState) -> Result<String, Error> {
+async fn render_index(state: &AppState, config: &Arc<Config>) -> Result<String, Error> {
     let now = crate::clock::now_ms();
-    let config = state.config();
     let (status, latests) = crate::status::read_with_latest(&config.target_names(), &state.store)
         .await
         .map_err(Error::Internal)?;
@@ -246,7 +249,7 @@ async fn render_index(state: &AppState) -> Result<String, Error> {
             .iter()
             .filter_map(|m| view::MaintenanceView::new(m, now))
             .collect(),
-        upstream: super::api::upstream(state, &config).await?.and_then(|u| {
+        upstream: super::api::upstream(state, config).await?.and_then(|u| {
             crate::upstream::banner(
                 &u,
                 now,

@@ -518,7 +518,9 @@ async fn stored_latest(ws: &Workspace, target: &str) -> Option<String> {
     .map(|(id,)| id)
 }
 
-async fn the_cached_status_page_shows_a_new_probe_result_on_the_next_request(engine: Engine) {
+async fn the_cached_status_page_and_api_show_a_new_probe_result_on_the_next_request(
+    engine: Engine,
+) {
     let sim = start_simulator().await;
     sim.state.set_tag("prod", "ok").unwrap();
     let app = TestApp::builder()
@@ -533,14 +535,21 @@ async fn the_cached_status_page_shows_a_new_probe_result_on_the_next_request(eng
     };
     for scenario in ["invalid_api_key", "ok", "insufficient_quota", "ok"] {
         app.sim.state.set_tag("prod", scenario).unwrap();
-        // Keep the page cached meanwhile: requests while the probe is on its way.
+        // Keep the page and the API's answer cached meanwhile: requests while the probe is
+        // on its way.
         let _ = app.get("/").await.text().await.unwrap();
+        let _ = app.get("/api/v1/status").await.text().await.unwrap();
         let expected = if scenario == "ok" { "ok" } else { scenario };
         eventually("the probe stored", || async {
             (stored_latest(&app.ws, "prod").await.as_deref() == Some(expected)).then_some(())
         })
         .await;
         // The very next request after the row is stored shows it.
+        let status = app.json("/api/v1/status").await;
+        assert_eq!(
+            status["targets"][0]["error_id"], expected,
+            "{scenario}: {status}"
+        );
         let page = app.get("/").await.text().await.unwrap();
         let card = card(&page);
         if scenario == "ok" {
@@ -619,6 +628,6 @@ crate::both_engines!(
     hostile_upstream_text_is_shown_as_text_on_every_page,
     with_a_token_every_route_but_healthz_needs_it,
     a_headless_browser_shows_every_target_and_the_resolution_without_console_errors,
-    the_cached_status_page_shows_a_new_probe_result_on_the_next_request,
+    the_cached_status_page_and_api_show_a_new_probe_result_on_the_next_request,
     the_status_page_is_revalidated_by_etag_and_gzipped_for_clients_that_ask,
 );
