@@ -23,7 +23,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_openai-watch");
+/// The daemon measured: the release build, as shipped (`cargo build --release`, which this
+/// runs first). The bench profile's own build of the binary gets other symbol names, which
+/// `src/hot-code.txt` (the layout of the code that runs every second) does not name.
+fn bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .args(["build", "--release", "--locked", "--bin", "openai-watch"])
+            .current_dir(root)
+            .status()
+            .expect("cargo runs");
+        assert!(built.success(), "cargo build --release failed");
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root.join("target"), PathBuf::from)
+            .join("release/openai-watch")
+            .display()
+            .to_string()
+    })
+}
 const MINUTE_MS: i64 = 60_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
@@ -88,7 +108,7 @@ impl Proc {
 
 /// `taskset -c CPU` when available, so that the daemon and the simulator do not share a core.
 fn pinned(cpu: &str) -> Command {
-    pinned_program(cpu, Path::new(BIN))
+    pinned_program(cpu, Path::new(bin()))
 }
 
 /// `program` on core `cpu` (when `taskset` is available).
@@ -312,8 +332,39 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// How much of `src/hot-code.txt` (the code laid out together, see `src/build.rs`) the
+/// binary still has under the same names: a stale list costs resident memory.
+fn hot_code_coverage(report: &mut Report) {
+    let list = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/hot-code.txt"))
+        .unwrap_or_default();
+    let value = match Command::new("nm").args(["--defined-only", bin()]).output() {
+        Ok(out) if out.status.success() => {
+            let defined: std::collections::HashSet<&str> = std::str::from_utf8(&out.stdout)
+                .unwrap_or("")
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(2))
+                .collect();
+            let names: Vec<&str> = list.lines().filter(|l| !l.is_empty()).collect();
+            let found = names.iter().filter(|n| defined.contains(*n)).count();
+            format!(
+                "{found} of {} functions ({:.0} %)",
+                names.len(),
+                100.0 * found as f64 / names.len().max(1) as f64
+            )
+        }
+        _ => "nm not found".into(),
+    };
+    report.add(
+        "hot code laid out together (`benches/hot-code.sh` renews the list)",
+        value,
+        "(no budget)",
+        None,
+    );
+}
+
 /// Memory at 10, 100 and 1 000 targets, each probed every 60 s (the default interval).
 async fn memory_figures(report: &mut Report, sim: &str, settle: Duration) {
+    hot_code_coverage(report);
     for (n, budget) in [(10, "<= 10 MiB"), (100, "<= 10 MiB"), (1000, "(no budget)")] {
         let dir = tempfile::tempdir().unwrap();
         let d = start_daemon(
@@ -833,6 +884,7 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     openai_watch::tls::install_crypto_provider();
+    println!("  daemon: {}", bin());
     let peer = peer::Peer::find();
     match &peer {
         Ok(_) => println!("  peer: vigil, run beside us on the same simulator and core"),

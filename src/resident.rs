@@ -9,6 +9,9 @@
 
 use std::time::Duration;
 
+/// When the first trim comes after start: start-up is over and the first probes of targets
+/// probed every second have connected.
+pub const FIRST_TRIM: Duration = Duration::from_secs(10);
 /// How often the code not run since is handed back.
 pub const TRIM_EVERY: Duration = Duration::from_secs(60);
 
@@ -82,9 +85,9 @@ pub fn trim() -> std::io::Result<usize> {
     Ok(trimmed)
 }
 
-/// Trims now, then every `TRIM_EVERY` until `cancel` fires.
+/// Trims `FIRST_TRIM` after it is called, then every `TRIM_EVERY` until `cancel` fires.
 pub async fn run(cancel: tokio_util::sync::CancellationToken) {
-    let mut every = tokio::time::interval(TRIM_EVERY);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + FIRST_TRIM, TRIM_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

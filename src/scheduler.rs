@@ -21,6 +21,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Probes in flight at once, across all targets.
 pub const MAX_IN_FLIGHT: usize = 64;
+/// Probes of a wave started at once. A probe gives its place back when it ends or once it
+/// has been on its way for `PACE_HOLD`: against a fast API a wave of 100 probes runs 16 at a
+/// time over 16 connections (not 64 connections and 64 buffers for a millisecond each),
+/// while slow answers still get up to `MAX_IN_FLIGHT` going at once.
+pub const PACE: usize = 16;
+/// How long a probe holds its place in the wave's pace.
+const PACE_HOLD: Duration = Duration::from_millis(250);
 /// Start times are spread over the interval, but never more than this, so that a 15-minute
 /// probe still reports soon after start.
 const MAX_INITIAL_SPREAD: Duration = Duration::from_secs(60);
@@ -138,6 +145,7 @@ pub async fn run(
         }
     }
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let pace = Arc::new(Semaphore::new(PACE));
     let mut in_flight: JoinSet<(Slot, Instant, Observation)> = JoinSet::new();
     let origin = now;
     // The loop also turns on this tick, so that its heartbeat shows it is alive even when
@@ -175,18 +183,29 @@ pub async fn run(
             }
             () = sleep_until_opt(next) => {
                 let Some(Reverse((was_due, slot))) = due.pop() else { continue };
-                let permit = tokio::select! {
-                    p = permits.clone().acquire_owned() => p,
+                let permits = tokio::select! {
+                    p = async {
+                        let permit = permits.clone().acquire_owned().await?;
+                        Ok::<_, tokio::sync::AcquireError>((permit, pace.clone().acquire_owned().await?))
+                    } => p,
                     () = cancel.cancelled() => break,
                 };
-                let Ok(permit) = permit else { break };
+                let Ok((permit, paced)) = permits else { break };
                 let targets = targets.clone();
                 let prober = prober.clone();
                 in_flight.spawn(async move {
                     let _permit = permit;
                     let target = &targets[slot.target];
                     let probe = &target.probes[slot.probe];
-                    let obs = prober.probe(target, probe).await;
+                    let answer = prober.probe(target, probe);
+                    tokio::pin!(answer);
+                    let obs = tokio::select! {
+                        obs = &mut answer => obs,
+                        () = tokio::time::sleep(PACE_HOLD) => {
+                            drop(paced);
+                            answer.await
+                        }
+                    };
                     (slot, was_due, obs)
                 });
             }

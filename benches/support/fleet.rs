@@ -4,7 +4,7 @@
 //! visible in the database, and that every probe made was stored.
 
 use super::{
-    BIN, Proc, Report, free_port, notify_socket, percentile, targets_toml, v2_features, wait_ready,
+    Proc, Report, bin, free_port, notify_socket, percentile, targets_toml, v2_features, wait_ready,
 };
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -26,7 +26,7 @@ fn start_agent(dir: &std::path::Path, location: &str, url: &str, rest: &str) -> 
     .unwrap();
     let socket_path = dir.join(format!("{location}.sock"));
     let socket = notify_socket(&socket_path);
-    let child = Command::new(BIN)
+    let child = Command::new(bin())
         .args(["--config", config.to_str().unwrap(), "run"])
         .env("NOTIFY_SOCKET", &socket_path)
         .env("K", "sk-bench-0000000000000000")

@@ -142,7 +142,8 @@ pub async fn run(
         &config,
         store.count_open_incidents().await.unwrap_or(0),
     ));
-    // What only starting ran is handed back now, and what no longer runs every minute.
+    // What only starting ran is handed back once started, and what no longer runs every
+    // minute.
     tracker.spawn(crate::resident::run(cancel.clone()));
     let mut probing = Probing::start(
         &config,
