@@ -16,9 +16,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, watch};
 
-/// How long the recorder gathers healthy observations into one transaction. A failing one
-/// is written at once with whatever is already queued: it may open an incident, and the
-/// budget from a failing answer to the email is 60 ms.
+/// How long the recorder gathers observations into one transaction. A failing one that may
+/// open an incident is written at once with whatever is already queued: the budget from a
+/// failing answer to the email is 60 ms. One that an open incident already covers gathers
+/// like a healthy one (it can only be counted).
 const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
 /// Most rows written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -36,7 +37,7 @@ pub struct Recorder {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     pending: Vec<Observation>,
-    /// A pending observation is a failure: write without gathering more.
+    /// A pending observation may open an incident: write without gathering more.
     pending_failure: bool,
     failing: bool,
     /// Targets removed from the config whose incidents are still to be resolved (kept until
@@ -202,13 +203,22 @@ impl Recorder {
         }
         log_outcome(&o);
         self.metrics.observe(&o);
-        self.pending_failure |= !o.entry.is_ok();
+        self.pending_failure |= self.may_open(&o);
         self.pending.push(o);
+    }
+
+    /// Whether `o` is a failure that no open incident of its target covers yet.
+    fn may_open(&self, o: &Observation) -> bool {
+        !o.entry.is_ok()
+            && !self
+                .states
+                .get(o.target.as_str())
+                .is_some_and(|s| s.open.contains_key(&o.entry.category))
     }
 
     async fn flush(&mut self) {
         self.write_pending().await;
-        self.pending_failure = self.pending.iter().any(|o| !o.entry.is_ok());
+        self.pending_failure = self.pending.iter().any(|o| self.may_open(o));
     }
 
     async fn write_pending(&mut self) {

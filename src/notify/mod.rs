@@ -27,6 +27,10 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// Longest one delivery attempt may take, whatever the channel does.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the outbox is looked at while nothing in it is due: what the daemon writes
+/// itself wakes the notifier at once; rows from another process (`silence expire`, another
+/// agent of a fleet) are seen within this.
+const LOOK_EVERY: Duration = Duration::from_secs(5);
 /// The shortest pause after an outbox pass that sent nothing.
 const IDLE_PASS_PAUSE: Duration = Duration::from_millis(200);
 /// How long a claim on a delivery lasts: longer than a send may take. An agent killed
@@ -547,9 +551,8 @@ impl Notifier {
                 }
             }
             let next = self.store.next_delivery_at().await.ok().flatten();
-            let wait = next.map_or(Duration::from_secs(1), |at| {
-                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
-                    .min(Duration::from_secs(1))
+            let wait = next.map_or(LOOK_EVERY, |at| {
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(LOOK_EVERY)
             });
             // A due delivery this agent cannot send (a fleet: a channel only another agent
             // has) must not make it spin: after a pass that sent nothing, a short pause.

@@ -76,16 +76,24 @@ async fn add_rollups_on(tx: &mut Tx, rows: &[(&str, RollupRow)]) -> Result<(), S
 /// Most rows in one multi-row statement.
 const MAX_ROWS_PER_STATEMENT: usize = 32;
 
-/// `items` in chunks for multi-row statements: of `MAX_ROWS_PER_STATEMENT`, then of the powers
-/// of two the rest is made of. A handful of statement shapes serve every batch size, each
-/// prepared once and kept in the statement cache.
+/// Up to this many rows go into one statement of exactly their number.
+const EXACT_ROWS: usize = 16;
+
+/// `items` in chunks for multi-row statements: up to `EXACT_ROWS` in one, else chunks of
+/// `MAX_ROWS_PER_STATEMENT`, then of the powers of two the rest is made of. Some twenty
+/// statement shapes serve every batch size, each prepared once and kept in the statement
+/// cache; a wave of a few targets is one statement, not one per power of two.
 pub(super) fn row_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
     let mut rest = items;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
         }
-        let n = MAX_ROWS_PER_STATEMENT.min(1 << rest.len().ilog2());
+        let n = if rest.len() <= EXACT_ROWS {
+            rest.len()
+        } else {
+            MAX_ROWS_PER_STATEMENT.min(1 << rest.len().ilog2())
+        };
         let (head, tail) = rest.split_at(n);
         rest = tail;
         Some(head)
@@ -481,8 +489,15 @@ mod tests {
         };
         assert!(sizes(0).is_empty());
         assert_eq!(sizes(1), [1]);
-        assert_eq!(sizes(7), [4, 2, 1]);
+        assert_eq!(sizes(7), [7]);
+        assert_eq!(sizes(16), [16]);
+        assert_eq!(sizes(17), [16, 1]);
         assert_eq!(sizes(32), [32]);
-        assert_eq!(sizes(75), [32, 32, 8, 2, 1]);
+        assert_eq!(sizes(75), [32, 32, 11]);
+        // Every shape: 1 to 16 rows, and 32.
+        let mut shapes: Vec<usize> = (0..600).flat_map(sizes).collect();
+        shapes.sort_unstable();
+        shapes.dedup();
+        assert_eq!(shapes, (1..=16).chain([32]).collect::<Vec<_>>());
     }
 }
