@@ -8,6 +8,9 @@ use crate::config::{Detection, ProbeKind};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
+mod window;
+pub use window::Window;
+
 /// What the detector remembers about one target.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TargetState {
@@ -17,7 +20,7 @@ pub struct TargetState {
     /// state: the probes table holds them, and the store rebuilds the window from it on load
     /// (writing it with every batch would cost more than everything else together).
     #[serde(skip)]
-    pub window: VecDeque<(i64, Category)>,
+    pub window: Window,
     /// Open incidents by category.
     pub open: BTreeMap<Category, OpenIncident>,
     /// Leading signals (headroom), each detected on its own: a healthy answer can carry one.
@@ -28,6 +31,47 @@ pub struct TargetState {
     /// restart keeps them.
     #[serde(default)]
     pub latencies: BTreeMap<String, VecDeque<i64>>,
+    /// What was last written to the database, and when (not stored itself).
+    #[serde(skip)]
+    pub stored: Option<Stored>,
+}
+
+/// The part of a state that decides what opens and resolves, as last written, and the time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    run: Option<Run>,
+    open: BTreeMap<Category, OpenIncident>,
+    signals: BTreeMap<Category, SignalState>,
+    at_ms: i64,
+}
+
+impl TargetState {
+    /// How old the stored latencies may get: they only judge `slow` for the first probes
+    /// after a restart.
+    pub const LATENCIES_STORED_EVERY_MS: i64 = 60_000;
+
+    /// Whether the state must be written at `now_ms`: what decides incidents changed since it
+    /// was last written (every such change is written in the transaction that made it), or
+    /// its latencies were written `LATENCIES_STORED_EVERY_MS` ago or more.
+    pub fn needs_storing(&self, now_ms: i64) -> bool {
+        self.stored.as_ref().is_none_or(|s| {
+            s.run != self.run
+                || s.open != self.open
+                || s.signals != self.signals
+                || now_ms.saturating_sub(s.at_ms) >= Self::LATENCIES_STORED_EVERY_MS
+                || now_ms < s.at_ms
+        })
+    }
+
+    /// Notes that the state as it is now was written at `now_ms`.
+    pub fn mark_stored(&mut self, now_ms: i64) {
+        self.stored = Some(Stored {
+            run: self.run,
+            open: self.open.clone(),
+            signals: self.signals.clone(),
+            at_ms: now_ms,
+        });
+    }
 }
 
 /// What the detector remembers of one leading signal of a target.
@@ -139,14 +183,8 @@ pub enum Transition {
 pub fn step(state: &mut TargetState, cfg: &Detection, v: Verdict) -> Vec<Transition> {
     let mut out = Vec::new();
     let window_ms = crate::clock::millis(cfg.window.0);
-    state.window.push_back((v.at_ms, v.category));
-    while state
-        .window
-        .front()
-        .is_some_and(|(t, _)| *t <= v.at_ms.saturating_sub(window_ms))
-    {
-        state.window.pop_front();
-    }
+    state.window.push(v.at_ms, v.category);
+    state.window.expire(v.at_ms.saturating_sub(window_ms));
     state.run = match state.run {
         Some(r) if r.category == v.category && v.category.is_transient() => Some(Run {
             count: r.count + 1,
@@ -184,7 +222,7 @@ pub fn step(state: &mut TargetState, cfg: &Detection, v: Verdict) -> Vec<Transit
     for category in resolved {
         state.open.remove(&category);
         // The evidence that opened it must not reopen it on the next blip.
-        state.window.retain(|(_, c)| *c != category);
+        state.window.forget(category);
         out.push(Transition::Resolved { category });
     }
 
@@ -244,7 +282,7 @@ fn flapping(state: &TargetState, cfg: &Detection, category: Category) -> Option<
         .window
         .iter()
         .find(|(_, c)| *c == category)
-        .map_or(0, |(t, _)| *t);
+        .map_or(0, |(t, _)| t);
     Some((u32::try_from(mine).unwrap_or(u32::MAX), since))
 }
 
@@ -315,7 +353,7 @@ mod tests {
     /// Feeds a timeline (one probe a minute) and returns every transition.
     fn run(state: &mut TargetState, timeline: &[(ProbeKind, Category)]) -> Vec<Transition> {
         let start = 1_700_000_000_000;
-        let base = state.window.back().map_or(start, |(t, _)| *t + 60_000);
+        let base = state.window.last_at().map_or(start, |t| t + 60_000);
         timeline
             .iter()
             .enumerate()

@@ -6,6 +6,7 @@ use openai_watch::commands::{self, Exit};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    openai_watch::resident::one_heap();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -6,6 +6,10 @@
 //!
 //! Only mappings that are a file's bytes unchanged are trimmed: not writable, and holding no
 //! page of this process's own (`Anonymous: 0 kB`). Dropping such a page loses nothing.
+//!
+//! The heap is kept small the same way: one malloc arena for every thread (the daemon's few
+//! threads allocate little, and an arena per thread keeps its own free memory), and the free
+//! pages of the heap handed back at every trim.
 
 use std::time::Duration;
 
@@ -63,8 +67,40 @@ fn clean_file_mappings(smaps: &str) -> Vec<Clean> {
     out
 }
 
-/// Hands back the pages of clean file mappings; returns how many bytes were trimmed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod glibc {
+    use std::ffi::c_int;
+    /// `M_ARENA_MAX` of glibc's `<malloc.h>`.
+    pub const M_ARENA_MAX: c_int = -8;
+    unsafe extern "C" {
+        pub fn mallopt(param: c_int, value: c_int) -> c_int;
+        pub fn malloc_trim(pad: usize) -> c_int;
+    }
+}
+
+/// Makes every thread allocate from one malloc arena. Called first thing, before any thread
+/// is started. Where the C library is not glibc, its allocator is left as it is.
+pub fn one_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only sets an allocator parameter; M_ARENA_MAX takes any positive count.
+    unsafe {
+        glibc::mallopt(glibc::M_ARENA_MAX, 1);
+    }
+}
+
+/// Hands the heap's free pages back to the kernel.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases memory the allocator holds free; no allocation moves.
+    unsafe {
+        glibc::malloc_trim(0);
+    }
+}
+
+/// Hands back the pages of clean file mappings, and the heap's free pages; returns how many
+/// bytes of mappings were trimmed.
 pub fn trim() -> std::io::Result<usize> {
+    trim_heap();
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut trimmed = 0;
     for m in clean_file_mappings(&smaps) {

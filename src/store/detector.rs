@@ -111,10 +111,7 @@ impl Store {
             }
         };
         for (target, at_ms, category) in recent {
-            out.entry(target)
-                .or_default()
-                .window
-                .push_back((at_ms, category));
+            out.entry(target).or_default().window.push(at_ms, category);
         }
         Ok(out)
     }
