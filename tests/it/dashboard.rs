@@ -491,8 +491,10 @@ async fn a_headless_browser_shows_every_target_and_the_resolution_without_consol
     let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
     assert!(console.is_empty(), "console messages: {console:#?}");
 
-    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
+    // A directory of this run's own: both engines' runs go at once, and a shared file name
+    // let one remove the other's screenshot.
+    let shots = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let shot = shots.path().join("dashboard.png");
     let (_, log) = headless(
         &[
             "--window-size=1280,1700",
