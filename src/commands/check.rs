@@ -97,6 +97,9 @@ pub async fn probe_all(config: &Config) -> anyhow::Result<Vec<Observation>> {
 
 /// Runs `check`: probes, records, prints; returns the exit code.
 pub async fn run(config: &Config, json: bool, out: &mut impl Write) -> anyhow::Result<Exit> {
+    // The database is opened before probing: under a tight descriptor limit the probes'
+    // connections, still closing when probing ends, would leave none for it.
+    let store = Store::connect(&config.database).await;
     let observations = probe_all(config).await?;
     // A probe that could not be made here says nothing about the API: not recorded.
     let answered: Vec<Observation> = observations
@@ -104,7 +107,7 @@ pub async fn run(config: &Config, json: bool, out: &mut impl Write) -> anyhow::R
         .filter(|o| !o.local_failure)
         .cloned()
         .collect();
-    match Store::connect(&config.database).await {
+    match store {
         Ok(store) => {
             if let Err(e) = store.insert_probes(&config.location, &answered).await {
                 eprintln!("warning: results not recorded: {e}");
