@@ -175,6 +175,10 @@ pub struct Store {
     baselines: std::sync::Arc<std::sync::Mutex<Baselines>>,
     /// Whose turn it is to write (SQLite: one writer at a time).
     writer_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: the one connection that write transactions take. Always the same one, so
+    /// that its page and statement caches stay warm: a connection that another one wrote
+    /// behind must read again every page it had.
+    writer: Option<sqlx::SqlitePool>,
 }
 
 /// Latency baselines by (target, probe kind): (the hour they are for, the baseline).
@@ -265,27 +269,31 @@ impl Store {
             .pragma("cache_size", "-1024")
             .statement_cache_capacity(64);
         let reopening = std::sync::Arc::new(Reopening::new(path));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(3)
-            .min_connections(1)
-            .after_connect({
-                let reopening = reopening.clone();
-                move |_, _| {
-                    reopening.look();
+        let open_pool = |max: u32| {
+            let (on_connect, on_acquire) = (reopening.clone(), reopening.clone());
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(1)
+                // A connection to a local file has nothing to ping: `before_acquire` checks
+                // what can go wrong with one, without a round trip to its worker thread.
+                .test_before_acquire(false)
+                .after_connect(move |_, _| {
+                    on_connect.look();
                     Box::pin(async { Ok(()) })
-                }
-            })
-            .before_acquire(move |conn, meta| {
-                let keep = reopening.keep(meta.age);
-                Box::pin(async move { Ok(keep && healthy(conn).await?) })
-            })
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
-        let store = Store::new(Pool::Sqlite(pool), path.display().to_string().into());
+                })
+                .before_acquire(move |conn, meta| {
+                    let keep = on_acquire.keep(meta.age);
+                    Box::pin(async move { Ok(keep && healthy(conn).await?) })
+                })
+                .connect_with(options.clone())
+        };
+        let opened = async { Ok::<_, sqlx::Error>((open_pool(2).await?, open_pool(1).await?)) };
+        let (pool, writer) = opened.await.map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut store = Store::new(Pool::Sqlite(pool), path.display().to_string().into());
+        store.writer = Some(writer);
         store.refuse_newer_schema().await?;
         if held.is_some() {
             store.migrate().await?;
@@ -430,6 +438,7 @@ impl Store {
             changes: Default::default(),
             baselines: Default::default(),
             writer_turn: Default::default(),
+            writer: None,
         }
     }
 
@@ -473,6 +482,7 @@ impl Store {
         Ok(match &self.pool {
             Pool::Sqlite(pool) => {
                 let turn = self.writer_turn.clone().lock_owned().await;
+                let pool = self.writer.as_ref().unwrap_or(pool);
                 Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?, turn)
             }
             Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
@@ -499,6 +509,9 @@ impl Store {
 
     /// Closes every connection, checkpointing the WAL.
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
 }
