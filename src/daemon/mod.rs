@@ -37,16 +37,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     mut reload: mpsc::Receiver<()>,
 ) -> anyhow::Result<()> {
-    // One writer per SQLite file; `check` and `status` work beside it.
+    // One writer per SQLite file, this daemon, for as long as it runs; `check` and `status`
+    // work beside it. A PostgreSQL database is shared by the agents of a fleet.
     let writer = writer_lock(&config)?;
-    let store = open_store(&config, writer.as_ref())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot start with the database {}",
-                config.database.describe()
-            )
-        })?;
+    let store = Store::connect(&config.database).await.with_context(|| {
+        format!(
+            "cannot start with the database {}",
+            config.database.describe()
+        )
+    })?;
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(config.dashboard.listen)
@@ -193,15 +192,6 @@ fn status_line(config: &Config, open: i64) -> String {
         if t == 1 { "" } else { "s" },
         if open == 1 { "" } else { "s" }
     )
-}
-
-/// Opens the config's database. A SQLite file has one writer, this daemon, which holds its
-/// lock while it runs; a PostgreSQL database is shared by the agents of a fleet.
-async fn open_store(config: &Config, writer: Option<&WriterLock>) -> anyhow::Result<Store> {
-    Ok(match (config.database.sqlite_path(), writer) {
-        (Some(path), Some(lock)) => Store::open_as_writer(path, lock).await?,
-        _ => Store::connect(&config.database).await?,
-    })
 }
 
 /// The SQLite file's writer lock (none for PostgreSQL); its directory is made if missing.

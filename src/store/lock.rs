@@ -1,5 +1,7 @@
 //! One writer per database: the daemon holds an exclusive lock on `<database>.lock` for as
-//! long as it runs, and migrations run under the same lock. The lock is the kernel's
+//! long as it runs. Migrations run under a lock of their own, `<database>.migrate.lock`,
+//! held only while they run: a command that migrates a new file for a moment (`check`
+//! started beside a daemon that is starting too) must not look like a second daemon. The lock is the kernel's
 //! (`flock`): it goes away with the process, however it ends, so a crashed daemon never
 //! leaves one behind. A separate file, because closing any descriptor of the database file
 //! itself would drop SQLite's own locks on it.
@@ -38,18 +40,47 @@ impl WriterLock {
     /// Takes the lock now, or says who holds it.
     pub fn try_acquire(db: &Path) -> Result<WriterLock, LockError> {
         let path = lock_path(db);
-        let file = open(&path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(WriterLock { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(LockError::Held {
+        match try_lock(&path)? {
+            Some(file) => Ok(WriterLock { _file: file }),
+            None => Err(LockError::Held {
                 db: db.display().to_string(),
                 lock: path.display().to_string(),
             }),
-            Err(TryLockError::Error(source)) => Err(LockError::Io {
-                lock: path.display().to_string(),
-                source,
-            }),
         }
+    }
+}
+
+/// The lock under which migrations run, held only for as long as they take.
+#[derive(Debug)]
+pub struct MigrationLock {
+    _file: File,
+}
+
+/// The migration lock file of a database: `<database>.migrate.lock` beside it.
+pub fn migration_lock_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".migrate.lock");
+    PathBuf::from(name)
+}
+
+impl MigrationLock {
+    /// Takes the lock now, or `None` while another process migrates.
+    pub fn try_acquire(db: &Path) -> Result<Option<MigrationLock>, LockError> {
+        let file = try_lock(&migration_lock_path(db))?;
+        Ok(file.map(|file| MigrationLock { _file: file }))
+    }
+}
+
+/// The lock file at `path`, locked; `None` while another process holds it.
+fn try_lock(path: &Path) -> Result<Option<File>, LockError> {
+    let file = open(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(source)) => Err(LockError::Io {
+            lock: path.display().to_string(),
+            source,
+        }),
     }
 }
 
@@ -80,5 +111,21 @@ mod tests {
         drop(first);
         WriterLock::try_acquire(&db).unwrap();
         assert_eq!(lock_path(&db), dir.path().join("w.db.lock"));
+    }
+
+    #[test]
+    fn migrating_does_not_hold_the_daemon_lock_and_one_process_migrates_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("w.db");
+        let migrating = MigrationLock::try_acquire(&db).unwrap().unwrap();
+        let daemon = WriterLock::try_acquire(&db).unwrap();
+        assert!(MigrationLock::try_acquire(&db).unwrap().is_none());
+        drop(migrating);
+        assert!(MigrationLock::try_acquire(&db).unwrap().is_some());
+        drop(daemon);
+        assert_eq!(
+            migration_lock_path(&db),
+            dir.path().join("w.db.migrate.lock")
+        );
     }
 }

@@ -19,7 +19,7 @@ pub use agents::{AGENT_SILENT, AgentRow, Heartbeat, SessionLock, monitor_target}
 pub use copy::{CopyError, CopyProgress};
 pub use engine::HOUSEKEEPING_LOCK;
 pub use incidents::{ChannelRoute, IncidentChange, IncidentRow, Recorded, Routing};
-pub use lock::{LockError, WriterLock, lock_path};
+pub use lock::{LockError, MigrationLock, WriterLock, lock_path};
 pub use outbox::{DeliveryCounts, DeliveryRow, FailedDelivery, PendingDelivery};
 pub use probes::{DayCount, HOUR_MS, ProbeRow, RollupRow, TargetRollup};
 pub use retention::PRUNE_BATCH;
@@ -58,7 +58,10 @@ impl StoreError {
                 matches!(primary, 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 15)
             }
             StoreError::Sql(sqlx::Error::Decode(_) | sqlx::Error::Encode(_)) => false,
-            StoreError::Sql(_) | StoreError::Open { .. } | StoreError::Lock(_) => true,
+            StoreError::Sql(_)
+            | StoreError::Open { .. }
+            | StoreError::Lock(_)
+            | StoreError::MigrationStuck { .. } => true,
             StoreError::Migrate(_) | StoreError::Newer { .. } | StoreError::Older { .. } => false,
         }
     }
@@ -238,21 +241,20 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("{0}")]
     Lock(#[from] LockError),
+    #[error(
+        "another process has been migrating the database {path} for over {secs} s (it holds {lock}): let it finish, or stop it"
+    )]
+    MigrationStuck {
+        path: String,
+        lock: String,
+        secs: u64,
+    },
 }
 
 impl Store {
     /// Opens (creating if missing) the database at `path` and applies the migrations that
-    /// are missing, under the writer lock (waiting briefly for a process that holds it).
+    /// are missing, under the migration lock (waiting briefly for a process that holds it).
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_inner(path, None).await
-    }
-
-    /// Like `open`, for the process that holds the database's writer lock (the daemon).
-    pub async fn open_as_writer(path: &Path, lock: &WriterLock) -> Result<Store, StoreError> {
-        Store::open_inner(path, Some(lock)).await
-    }
-
-    async fn open_inner(path: &Path, held: Option<&WriterLock>) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Best effort: a missing directory is reported by the open below with its path.
             let _ = std::fs::create_dir_all(dir);
@@ -295,24 +297,29 @@ impl Store {
         let mut store = Store::new(Pool::Sqlite(pool), path.display().to_string().into());
         store.writer = Some(writer);
         store.refuse_newer_schema().await?;
-        if held.is_some() {
-            store.migrate().await?;
-            return Ok(store);
-        }
-        // Two processes starting at once on a new file must not both migrate it: migrations
-        // run under the writer lock. A daemon holds that lock for as long as it runs, but
-        // migrates first, so a process waiting for it finds the schema current soon.
+        // Two processes starting at once on a new file must not both migrate it: one migrates
+        // under the migration lock, the other finds the schema current once it has the lock.
         let started = std::time::Instant::now();
+        let mut waited = false;
         while store.schema_version().await? < known_schema(&store.pool) {
-            match WriterLock::try_acquire(path) {
-                Ok(_lock) => {
+            match MigrationLock::try_acquire(path)? {
+                Some(_lock) => {
                     store.migrate().await?;
                     break;
                 }
-                Err(LockError::Held { .. }) if started.elapsed() < MIGRATION_WAIT => {
+                None if started.elapsed() < MIGRATION_WAIT => {
+                    if !std::mem::replace(&mut waited, true) {
+                        tracing::info!(db = %path.display(), "waiting for another process to migrate the database");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(e) => return Err(e.into()),
+                None => {
+                    return Err(StoreError::MigrationStuck {
+                        path: path.display().to_string(),
+                        lock: lock::migration_lock_path(path).display().to_string(),
+                        secs: MIGRATION_WAIT.as_secs(),
+                    });
+                }
             }
         }
         Ok(store)

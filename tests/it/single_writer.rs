@@ -1,6 +1,7 @@
 //! One writer per database: a second daemon is refused with one line and exit 75, `check`
-//! and `status` work beside the first, two daemons started at once on a new file never trip
-//! over the migrations, and a batch the database refuses for good never wedges the recorder.
+//! and `status` work beside the first, two processes started at once on a new file never
+//! trip over the migrations (nor does a daemon take a migrating command for a daemon), and
+//! a batch the database refuses for good never wedges the recorder.
 
 use crate::helpers::*;
 
@@ -246,6 +247,32 @@ async fn an_unreadable_detector_state_is_rebuilt_from_the_open_incidents() {
         "{log}"
     );
     assert!(!log.contains("refused by the database"), "{log}");
+}
+
+#[tokio::test]
+async fn a_daemon_started_while_another_process_migrates_the_file_waits_for_it_and_starts() {
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    let config = ws.write_config(&target("prod", sim.base_url("ok")));
+    // What `check` holds while it migrates a new file, taken here so that the moment lasts.
+    let mut name = ws.db().into_os_string();
+    name.push(".migrate.lock");
+    let migrating = std::fs::File::create(&name).unwrap();
+    migrating.try_lock().unwrap();
+    let daemon = Daemon::start(&config, &[("K", KEY)]);
+    wait_for("the daemon to wait for the migration", || {
+        daemon
+            .stderr
+            .lock()
+            .unwrap()
+            .contains("waiting for another process to migrate the database")
+    })
+    .await;
+    drop(migrating);
+    daemon.dashboard_url().await;
+    let (status, log) = daemon.terminate().await;
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("already running"), "{log}");
 }
 
 #[tokio::test]

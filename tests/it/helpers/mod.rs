@@ -612,18 +612,23 @@ impl Daemon {
     }
 
     /// The dashboard's base URL, read from the start-up log line.
+    /// Fails with the daemon's log (why it did not start) after `DEADLINE`.
     pub async fn dashboard_url(&self) -> String {
-        let mut url = None;
-        wait_for("the dashboard to listen", || {
-            let log = self.stderr.lock().unwrap();
-            url = log
+        let start = tokio::time::Instant::now();
+        loop {
+            let log = self.stderr.lock().unwrap().clone();
+            if let Some(url) = log
                 .lines()
                 .find_map(|l| l.split("dashboard listening on ").nth(1))
-                .map(|u| u.trim().to_string());
-            url.is_some()
-        })
-        .await;
-        url.unwrap()
+            {
+                return url.trim().to_string();
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for the dashboard to listen; the daemon's log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Sends a signal (`HUP`, `TERM`, …) to the daemon.
