@@ -1,9 +1,9 @@
 //! One writer per database: the daemon holds an exclusive lock on `<database>.lock` for as
 //! long as it runs. Migrations run under a lock of their own, `<database>.migrate.lock`,
 //! held only while they run: a command that migrates a new file for a moment (`check`
-//! started beside a daemon that is starting too) must not look like a second daemon. The lock is the kernel's
-//! (`flock`): it goes away with the process, however it ends, so a crashed daemon never
-//! leaves one behind. A separate file, because closing any descriptor of the database file
+//! started beside a daemon that is starting too) must not look like a second daemon. The
+//! locks are the kernel's (`flock`): they go away with the process, however it ends, so a
+//! crashed daemon never leaves one behind. A separate file, because closing any descriptor of the database file
 //! itself would drop SQLite's own locks on it.
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -31,8 +31,18 @@ pub enum LockError {
 
 /// The lock file of a database: `<database>.lock` beside it.
 pub fn lock_path(db: &Path) -> PathBuf {
+    beside(db, ".lock")
+}
+
+/// The migration lock file of a database: `<database>.migrate.lock` beside it.
+pub fn migration_lock_path(db: &Path) -> PathBuf {
+    beside(db, ".migrate.lock")
+}
+
+/// `db` with `suffix` added to its file name.
+fn beside(db: &Path, suffix: &str) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
-    name.push(".lock");
+    name.push(suffix);
     PathBuf::from(name)
 }
 
@@ -54,13 +64,6 @@ impl WriterLock {
 #[derive(Debug)]
 pub struct MigrationLock {
     _file: File,
-}
-
-/// The migration lock file of a database: `<database>.migrate.lock` beside it.
-pub fn migration_lock_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".migrate.lock");
-    PathBuf::from(name)
 }
 
 impl MigrationLock {

@@ -19,7 +19,8 @@ pub use agents::{AGENT_SILENT, AgentRow, Heartbeat, SessionLock, monitor_target}
 pub use copy::{CopyError, CopyProgress};
 pub use engine::HOUSEKEEPING_LOCK;
 pub use incidents::{ChannelRoute, IncidentChange, IncidentRow, Recorded, Routing};
-pub use lock::{LockError, MigrationLock, WriterLock, lock_path};
+pub use lock::{LockError, WriterLock, lock_path, migration_lock_path};
+use lock::MigrationLock;
 pub use outbox::{DeliveryCounts, DeliveryRow, FailedDelivery, PendingDelivery};
 pub use probes::{DayCount, HOUR_MS, ProbeRow, RollupRow, TargetRollup};
 pub use retention::PRUNE_BATCH;
@@ -316,7 +317,7 @@ impl Store {
                 None => {
                     return Err(StoreError::MigrationStuck {
                         path: path.display().to_string(),
-                        lock: lock::migration_lock_path(path).display().to_string(),
+                        lock: migration_lock_path(path).display().to_string(),
                         secs: MIGRATION_WAIT.as_secs(),
                     });
                 }

@@ -255,9 +255,8 @@ async fn a_daemon_started_while_another_process_migrates_the_file_waits_for_it_a
     let ws = Workspace::new();
     let config = ws.write_config(&target("prod", sim.base_url("ok")));
     // What `check` holds while it migrates a new file, taken here so that the moment lasts.
-    let mut name = ws.db().into_os_string();
-    name.push(".migrate.lock");
-    let migrating = std::fs::File::create(&name).unwrap();
+    let migrating =
+        std::fs::File::create(openai_watch::store::migration_lock_path(&ws.db())).unwrap();
     migrating.try_lock().unwrap();
     let daemon = Daemon::start(&config, &[("K", KEY)]);
     wait_for("the daemon to wait for the migration", || {

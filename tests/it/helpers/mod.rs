@@ -532,7 +532,21 @@ where
 }
 
 /// `eventually` with a deadline of its own, for waits known to take longer.
-pub async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+pub async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_explained(deadline, what, check, String::new).await
+}
+
+/// `eventually_within` whose failure adds `explain()` (a log, say) to the message.
+pub async fn eventually_explained<T, F, Fut>(
+    deadline: Duration,
+    what: &str,
+    mut check: F,
+    explain: impl Fn() -> String,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -542,7 +556,11 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out waiting for {what}{}",
+            explain()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -614,21 +632,20 @@ impl Daemon {
     /// The dashboard's base URL, read from the start-up log line.
     /// Fails with the daemon's log (why it did not start) after `DEADLINE`.
     pub async fn dashboard_url(&self) -> String {
-        let start = tokio::time::Instant::now();
-        loop {
-            let log = self.stderr.lock().unwrap().clone();
-            if let Some(url) = log
-                .lines()
-                .find_map(|l| l.split("dashboard listening on ").nth(1))
-            {
-                return url.trim().to_string();
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "timed out waiting for the dashboard to listen; the daemon's log:\n{log}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let log = || self.stderr.lock().unwrap().clone();
+        eventually_explained(
+            DEADLINE,
+            "the dashboard to listen",
+            || {
+                let url = log()
+                    .lines()
+                    .find_map(|l| l.split("dashboard listening on ").nth(1))
+                    .map(|u| u.trim().to_string());
+                std::future::ready(url)
+            },
+            || format!("; the daemon's log:\n{}", log()),
+        )
+        .await
     }
 
     /// Sends a signal (`HUP`, `TERM`, …) to the daemon.
