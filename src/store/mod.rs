@@ -19,8 +19,8 @@ pub use agents::{AGENT_SILENT, AgentRow, Heartbeat, SessionLock, monitor_target}
 pub use copy::{CopyError, CopyProgress};
 pub use engine::HOUSEKEEPING_LOCK;
 pub use incidents::{ChannelRoute, IncidentChange, IncidentRow, Recorded, Routing};
-pub use lock::{LockError, WriterLock, lock_path, migration_lock_path};
 use lock::MigrationLock;
+pub use lock::{LockError, WriterLock, lock_path, migration_lock_path};
 pub use outbox::{DeliveryCounts, DeliveryRow, FailedDelivery, PendingDelivery};
 pub use probes::{DayCount, HOUR_MS, ProbeRow, RollupRow, TargetRollup};
 pub use retention::PRUNE_BATCH;
@@ -271,6 +271,10 @@ impl Store {
             // working set (recent probes, open incidents) is small.
             .pragma("cache_size", "-1024")
             .statement_cache_capacity(64);
+        // Processes open and migrate a file one at a time: two starting at once on a new file
+        // must not both migrate it, and SQLite does not wait for the lock that turning a new
+        // file to WAL takes (the other process's open fails with "database is locked").
+        let turn = Store::migration_turn(path).await?;
         let reopening = std::sync::Arc::new(Reopening::new(path));
         let open_pool = |max: u32| {
             let (on_connect, on_acquire) = (reopening.clone(), reopening.clone());
@@ -298,16 +302,21 @@ impl Store {
         let mut store = Store::new(Pool::Sqlite(pool), path.display().to_string().into());
         store.writer = Some(writer);
         store.refuse_newer_schema().await?;
-        // Two processes starting at once on a new file must not both migrate it: one migrates
-        // under the migration lock, the other finds the schema current once it has the lock.
+        if store.schema_version().await? < known_schema(&store.pool) {
+            store.migrate().await?;
+        }
+        drop(turn);
+        Ok(store)
+    }
+
+    /// The migration lock of the file at `path`, waiting up to `MIGRATION_WAIT` for the
+    /// process that holds it.
+    async fn migration_turn(path: &Path) -> Result<MigrationLock, StoreError> {
         let started = std::time::Instant::now();
         let mut waited = false;
-        while store.schema_version().await? < known_schema(&store.pool) {
+        loop {
             match MigrationLock::try_acquire(path)? {
-                Some(_lock) => {
-                    store.migrate().await?;
-                    break;
-                }
+                Some(lock) => return Ok(lock),
                 None if started.elapsed() < MIGRATION_WAIT => {
                     if !std::mem::replace(&mut waited, true) {
                         tracing::info!(db = %path.display(), "waiting for another process to migrate the database");
@@ -323,7 +332,6 @@ impl Store {
                 }
             }
         }
-        Ok(store)
     }
 
     /// Opens an existing database for reading only (`status`): no file is created, nothing
