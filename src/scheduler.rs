@@ -6,15 +6,22 @@
 //! slot keeps its place on that grid, so the probes due in the same second start together.
 //! Their answers then arrive together and are written in one transaction, and the daemon
 //! wakes once for them instead of once each: at 10 targets every second, one wave a second.
+//! The scheduler tells the recorder when a wave has been handed over whole ([`Outstanding`]),
+//! so that the wave is written then, not after a timer.
+//!
+//! Pacing is the loop's own bookkeeping, not a timer or a semaphore per probe: a timer that
+//! ends before the next wave wakes the runtime's driver when it is set, and at one wave a
+//! second ten such wake-ups cost more than the probes' own work.
 
 use crate::config::{ProbeKind, Target};
 use crate::health::Health;
 use crate::probe::{Observation, Prober};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -116,6 +123,57 @@ struct Slot {
     probe: usize,
 }
 
+/// Whether the scheduler owes the recorder observations of the current wave: probes in
+/// flight, or due and not yet started. Set before each observation is handed over, so that
+/// the recorder, having taken every queued observation, knows whether more of the same wave
+/// are coming.
+#[derive(Debug, Default)]
+pub struct Outstanding(AtomicBool);
+
+impl Outstanding {
+    /// Whether more observations of the current wave are on their way.
+    pub fn more_coming(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, more: bool) {
+        self.0.store(more, Ordering::Release);
+    }
+}
+
+/// The probes of a wave that hold a place in its pace: started less than `PACE_HOLD` ago
+/// and not yet answered, oldest first.
+#[derive(Debug, Default)]
+struct Pace(VecDeque<(Instant, Slot)>);
+
+impl Pace {
+    /// Forgets the places held for `PACE_HOLD` already.
+    fn expire(&mut self, now: Instant) {
+        while self.0.front().is_some_and(|(at, _)| now >= *at + PACE_HOLD) {
+            self.0.pop_front();
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.0.len() >= PACE
+    }
+
+    /// When the oldest place is given back at the latest.
+    fn next_free(&self) -> Option<Instant> {
+        self.0.front().map(|(at, _)| *at + PACE_HOLD)
+    }
+
+    fn take(&mut self, at: Instant, slot: Slot) {
+        self.0.push_back((at, slot));
+    }
+
+    fn give_back(&mut self, slot: Slot) {
+        if let Some(i) = self.0.iter().position(|(_, s)| *s == slot) {
+            self.0.remove(i);
+        }
+    }
+}
+
 /// Runs until `cancel` fires; in-flight probes are then abandoned (they have recorded nothing).
 pub async fn run(
     targets: Arc<Vec<Target>>,
@@ -123,6 +181,7 @@ pub async fn run(
     out: mpsc::Sender<Observation>,
     health: Arc<Health>,
     holds: Arc<Holds>,
+    outstanding: Arc<Outstanding>,
     cancel: CancellationToken,
 ) {
     let now = Instant::now();
@@ -144,23 +203,40 @@ pub async fn run(
             )));
         }
     }
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let pace = Arc::new(Semaphore::new(PACE));
+    let mut pace = Pace::default();
     let mut in_flight: JoinSet<(Slot, Instant, Observation)> = JoinSet::new();
     let origin = now;
     // The loop also turns on this tick, so that its heartbeat shows it is alive even when
     // every probe is minutes away (`/healthz` and the systemd watchdog read it).
     let mut tick = tokio::time::interval(health.beat_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer, moved to the next start, rather than a new one each turn.
+    let wake = tokio::time::sleep_until(now);
+    tokio::pin!(wake);
     loop {
         health.beat(crate::clock::unix_ms(std::time::SystemTime::now()));
-        let next = due.peek().map(|Reverse((at, _))| *at);
+        let now = Instant::now();
+        pace.expire(now);
+        // The next start: the next due slot, once there is a place for it.
+        let next = if in_flight.len() >= MAX_IN_FLIGHT {
+            None
+        } else if pace.full() {
+            pace.next_free()
+        } else {
+            due.peek().map(|Reverse((at, _))| *at)
+        };
+        if let Some(at) = next
+            && at != wake.deadline()
+        {
+            wake.as_mut().reset(at);
+        }
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
             _ = tick.tick() => {}
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                 let Ok((slot, was_due, obs)) = done else { continue };
+                pace.give_back(slot);
                 let probe = &targets[slot.target].probes[slot.probe];
                 let regular = was_due.checked_add(probe.interval());
                 let mut at = next_due(was_due, Instant::now(), probe.interval(), obs.retry_after);
@@ -177,48 +253,37 @@ pub async fn run(
                     tracing::info!(target = %obs.target, probe = %obs.kind, wait = %humantime::format_duration(wait), "upstream asked to wait; next probe delayed");
                 }
                 due.push(Reverse((at, slot)));
+                let now = Instant::now();
+                outstanding.set(
+                    !in_flight.is_empty() || due.peek().is_some_and(|Reverse((at, _))| *at <= now),
+                );
                 if out.send(obs).await.is_err() {
                     break;
                 }
             }
-            () = sleep_until_opt(next) => {
-                let Some(Reverse((was_due, slot))) = due.pop() else { continue };
-                let permits = tokio::select! {
-                    p = async {
-                        let permit = permits.clone().acquire_owned().await?;
-                        Ok::<_, tokio::sync::AcquireError>((permit, pace.clone().acquire_owned().await?))
-                    } => p,
-                    () = cancel.cancelled() => break,
-                };
-                let Ok((permit, paced)) = permits else { break };
+            () = &mut wake, if next.is_some() => {
+                let now = Instant::now();
+                pace.expire(now);
+                let startable = in_flight.len() < MAX_IN_FLIGHT && !pace.full();
+                let Some(Reverse((was_due, slot))) = due.peek().copied() else { continue };
+                if !startable || was_due > now {
+                    continue;
+                }
+                due.pop();
+                pace.take(now, slot);
+                outstanding.set(true);
                 let targets = targets.clone();
                 let prober = prober.clone();
                 in_flight.spawn(async move {
-                    let _permit = permit;
                     let target = &targets[slot.target];
                     let probe = &target.probes[slot.probe];
-                    let answer = prober.probe(target, probe);
-                    tokio::pin!(answer);
-                    let obs = tokio::select! {
-                        obs = &mut answer => obs,
-                        () = tokio::time::sleep(PACE_HOLD) => {
-                            drop(paced);
-                            answer.await
-                        }
-                    };
-                    (slot, was_due, obs)
+                    (slot, was_due, prober.probe(target, probe).await)
                 });
             }
         }
     }
     in_flight.abort_all();
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+    outstanding.set(false);
 }
 
 #[cfg(test)]

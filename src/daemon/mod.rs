@@ -75,12 +75,14 @@ pub async fn run(
     let config = config_rx.borrow().clone();
     let notifier = Notifier::new(&config, store.clone(), metrics.clone())
         .context("cannot set up the alert channels")?;
+    let outstanding = Arc::new(scheduler::Outstanding::default());
     let recorder = Recorder::new(
         store.clone(),
         config_rx.clone(),
         notifier.wake.clone(),
         health.clone(),
         metrics.clone(),
+        outstanding.clone(),
     )
     .await?;
     let app = web::router(Arc::new(web::AppState::new(
@@ -144,14 +146,13 @@ pub async fn run(
     // What only starting ran is handed back once started, and what no longer runs every
     // minute.
     tracker.spawn(crate::resident::run(cancel.clone()));
-    let mut probing = Probing::start(
-        &config,
-        prober,
-        tx.clone(),
-        health.clone(),
-        holds.clone(),
-        &cancel,
-    );
+    let probes = Wiring {
+        tx: tx.clone(),
+        health: health.clone(),
+        holds: holds.clone(),
+        outstanding,
+    };
+    let mut probing = Probing::start(&config, prober, &probes, &cancel);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -161,7 +162,7 @@ pub async fn run(
                 match prepare_reload(&old) {
                     Ok((new, prober)) => {
                         probing.stop().await;
-                        probing = Probing::start(&new, prober, tx.clone(), health.clone(), holds.clone(), &cancel);
+                        probing = Probing::start(&new, prober, &probes, &cancel);
                         tracing::info!(targets = new.targets.len(), "config reloaded");
                         systemd::status(&status_line(&new, store.count_open_incidents().await.unwrap_or(0)));
                         let _ = config_tx.send(Arc::new(new));
@@ -176,6 +177,7 @@ pub async fn run(
     cancel.cancel();
     probing.stop().await;
     drop(tx);
+    drop(probes);
     tracker.close();
     tracker.wait().await;
     store.close().await;
@@ -222,6 +224,14 @@ fn prepare_reload(current: &Config) -> anyhow::Result<(Config, Prober)> {
     Ok((new, prober))
 }
 
+/// What every scheduler of the daemon's life shares with the rest of it.
+struct Wiring {
+    tx: mpsc::Sender<Observation>,
+    health: Arc<Health>,
+    holds: Arc<scheduler::Holds>,
+    outstanding: Arc<scheduler::Outstanding>,
+}
+
 /// The scheduler of the current config; replaced as a whole on reload.
 struct Probing {
     cancel: CancellationToken,
@@ -232,9 +242,7 @@ impl Probing {
     fn start(
         config: &Config,
         prober: Prober,
-        tx: mpsc::Sender<Observation>,
-        health: Arc<Health>,
-        holds: Arc<scheduler::Holds>,
+        wiring: &Wiring,
         parent: &CancellationToken,
     ) -> Probing {
         let cancel = parent.child_token();
@@ -242,9 +250,10 @@ impl Probing {
         let task = tokio::spawn(scheduler::run(
             targets,
             Arc::new(prober),
-            tx,
-            health,
-            holds,
+            wiring.tx.clone(),
+            wiring.health.clone(),
+            wiring.holds.clone(),
+            wiring.outstanding.clone(),
             cancel.clone(),
         ));
         Probing { cancel, task }

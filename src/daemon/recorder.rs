@@ -10,16 +10,18 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::probe::Observation;
+use crate::scheduler::Outstanding;
 use crate::store::{IncidentChange, Recorded, Routing, Store};
 use crate::systemd;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, watch};
 
-/// How long the recorder gathers observations into one transaction. A failing one that may
-/// open an incident is written at once with whatever is already queued: the budget from a
-/// failing answer to the email is 60 ms. One that an open incident already covers gathers
-/// like a healthy one (it can only be counted).
+/// How long the recorder gathers observations into one transaction at the most: a wave is
+/// written as soon as the scheduler has handed it over whole, or after this long when some
+/// of its probes are slow. A failing one that may open an incident is written at once with
+/// whatever is already queued: the budget from a failing answer to the email is 60 ms. One
+/// that an open incident already covers gathers like a healthy one (it can only be counted).
 const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
 /// Most rows written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -36,6 +38,8 @@ pub struct Recorder {
     wake: Arc<Notify>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    /// Whether the scheduler has more observations of the current wave on their way.
+    outstanding: Arc<Outstanding>,
     pending: Vec<Observation>,
     /// A pending observation may open an incident: write without gathering more.
     pending_failure: bool,
@@ -53,6 +57,7 @@ impl Recorder {
         wake: Arc<Notify>,
         health: Arc<Health>,
         metrics: Arc<Metrics>,
+        outstanding: Arc<Outstanding>,
     ) -> anyhow::Result<Recorder> {
         let current = config.borrow().clone();
         let states = store
@@ -77,6 +82,7 @@ impl Recorder {
             wake,
             health,
             metrics,
+            outstanding,
             pending: Vec::new(),
             pending_failure: false,
             failing: false,
@@ -101,20 +107,26 @@ impl Recorder {
                 }
             };
             self.accept(first);
-            // Gather what arrives in the next moments into the same transaction: one commit
-            // for many probes instead of one each; but not while a failure waits.
+            // Gather the rest of the wave into the same transaction: one commit for many
+            // probes instead of one each; but not while a failure waits.
             let until = tokio::time::Instant::now() + GATHER;
-            while self.pending.len() < MAX_BATCH && !self.failure_pending() {
+            loop {
+                // Whatever is already queued goes into the same transaction.
+                while self.pending.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(o) => self.accept(o),
+                        Err(_) => break,
+                    }
+                }
+                if self.pending.len() >= MAX_BATCH
+                    || self.failure_pending()
+                    || !self.outstanding.more_coming()
+                {
+                    break;
+                }
                 match tokio::time::timeout_at(until, rx.recv()).await {
                     Ok(Some(o)) => self.accept(o),
                     Ok(None) | Err(_) => break,
-                }
-            }
-            // Whatever is already queued goes into the same transaction.
-            while self.pending.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(o) => self.accept(o),
-                    Err(_) => break,
                 }
             }
             self.flush().await;
