@@ -74,11 +74,13 @@ pub enum Pool {
 }
 
 impl Pool {
-    pub fn engine(&self) -> Either<&SqlitePool, &PgPool> {
-        match self {
+    /// The engine's pool. Async and fallible like [`Tx::engine`], so that [`on!`] takes
+    /// either.
+    pub async fn engine(&self) -> Result<Either<&SqlitePool, &PgPool>, sqlx::Error> {
+        Ok(match self {
             Pool::Sqlite(p) => Either::Sqlite(p),
             Pool::Postgres(p) => Either::Postgres(p),
-        }
+        })
     }
 
     pub async fn close(&self) {
@@ -89,27 +91,102 @@ impl Pool {
     }
 }
 
-/// A write transaction on one engine. On SQLite it holds the process's writer turn (see
-/// `Store::write_tx`), given back when the transaction ends.
+/// A write transaction on one engine.
 pub enum Tx {
-    Sqlite(
-        sqlx::Transaction<'static, Sqlite>,
-        tokio::sync::OwnedMutexGuard<()>,
-    ),
+    Sqlite(SqliteTx),
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
+/// A write transaction on SQLite, sent as scripts. Each statement sqlx runs on SQLite is a
+/// round trip to the connection's own thread, and at one batch of probes a second those
+/// round trips (two thread switches each) cost more than the writing itself. So the
+/// transaction's `BEGIN IMMEDIATE` and the writes whose results nobody reads ([`write_on!`])
+/// wait in a script, sent in one round trip with the next read or with the `COMMIT`: a
+/// batch that only writes is one round trip.
+///
+/// It holds the process's writer turn (see `Store::write_tx`), given back when it ends. One
+/// that ends without a commit, after part of it was sent, closes its connection instead of
+/// handing it back: SQLite rolls back what a closed connection left open.
+pub struct SqliteTx {
+    conn: sqlx::pool::PoolConnection<Sqlite>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+    script: sqlx::QueryBuilder<Sqlite>,
+    /// Part of the transaction went to the connection.
+    sent: bool,
+    committed: bool,
+}
+
+impl SqliteTx {
+    pub fn new(
+        conn: sqlx::pool::PoolConnection<Sqlite>,
+        turn: tokio::sync::OwnedMutexGuard<()>,
+    ) -> SqliteTx {
+        SqliteTx {
+            conn,
+            _turn: turn,
+            script: sqlx::QueryBuilder::new("BEGIN IMMEDIATE;\n"),
+            sent: false,
+            committed: false,
+        }
+    }
+
+    /// The script, to add a statement to (ended by `;`).
+    pub fn script(&mut self) -> &mut sqlx::QueryBuilder<Sqlite> {
+        &mut self.script
+    }
+
+    /// Sends what the script holds.
+    async fn send(&mut self) -> Result<(), sqlx::Error> {
+        if self.script.sql().as_str().is_empty() {
+            return Ok(());
+        }
+        let mut script = std::mem::replace(&mut self.script, sqlx::QueryBuilder::new(""));
+        self.sent = true;
+        script.build().execute(&mut *self.conn).await?;
+        Ok(())
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if self.sent && !self.committed {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 impl Tx {
-    pub fn engine(&mut self) -> Either<&mut SqliteConnection, &mut PgConnection> {
+    /// The engine's connection, for a statement whose result is read: on SQLite the script
+    /// is sent first, so that the statement sees every write before it.
+    pub async fn engine(
+        &mut self,
+    ) -> Result<Either<&mut SqliteConnection, &mut PgConnection>, sqlx::Error> {
+        Ok(match self {
+            Tx::Sqlite(t) => {
+                t.send().await?;
+                Either::Sqlite(&mut *t.conn)
+            }
+            Tx::Postgres(t) => Either::Postgres(&mut **t),
+        })
+    }
+
+    /// Where a write whose result is not read goes: SQLite's script, or PostgreSQL's
+    /// connection (see [`write_on!`]).
+    pub fn writes(&mut self) -> Either<&mut sqlx::QueryBuilder<Sqlite>, &mut PgConnection> {
         match self {
-            Tx::Sqlite(t, _) => Either::Sqlite(&mut **t),
+            Tx::Sqlite(t) => Either::Sqlite(t.script()),
             Tx::Postgres(t) => Either::Postgres(&mut **t),
         }
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
-            Tx::Sqlite(t, _turn) => t.commit().await,
+            Tx::Sqlite(mut t) => {
+                t.script.push("COMMIT;");
+                t.send().await?;
+                t.committed = true;
+                Ok(())
+            }
             Tx::Postgres(t) => t.commit().await,
         }
     }
@@ -135,9 +212,31 @@ impl Tx {
 /// [`Tx`]): the statement is written once and compiled for both engines.
 macro_rules! on {
     ($on:expr, $c:ident => $body:expr) => {
-        match $on.engine() {
-            $crate::store::engine::Either::Sqlite($c) => $body,
-            $crate::store::engine::Either::Postgres($c) => $body,
+        match $on.engine().await {
+            Err(e) => Err(::core::convert::From::from(e)),
+            Ok($crate::store::engine::Either::Sqlite($c)) => $body,
+            Ok($crate::store::engine::Either::Postgres($c)) => $body,
+        }
+    };
+}
+
+/// A write in transaction `$tx` whose result is not read: `$body` builds it on `$q`, a
+/// `QueryBuilder` begun with `$sql`. On PostgreSQL it runs at once; on SQLite it is added to
+/// the transaction's script (see [`SqliteTx`]). Evaluates to `Result<(), sqlx::Error>`.
+macro_rules! write_on {
+    ($tx:expr, $q:ident = $sql:expr => $body:block) => {
+        match $tx.writes() {
+            $crate::store::engine::Either::Sqlite($q) => {
+                $q.push($sql);
+                $body
+                $q.push(";\n");
+                Ok::<(), sqlx::Error>(())
+            }
+            $crate::store::engine::Either::Postgres(c) => {
+                let mut $q = sqlx::QueryBuilder::new($sql);
+                $body
+                $q.build().execute(c).await.map(|_| ())
+            }
         }
     };
 }

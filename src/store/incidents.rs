@@ -252,13 +252,11 @@ impl Store {
             })
             .collect::<Result<Vec<_>, _>>()?;
         for chunk in super::probes::row_chunks(&saved) {
-            on!(tx, c => {
-                let mut q = sqlx::QueryBuilder::new("insert into detector_states (location, target, state) ");
+            write_on!(tx, q = "insert into detector_states (location, target, state) " => {
                 q.push_values(chunk, |mut row, (target, json)| {
                     row.push_bind(location).push_bind(*target).push_bind(json.as_str());
                 });
                 q.push(" on conflict (location, target) do update set state = excluded.state");
-                q.build().execute(c).await.map(|r| r.rows_affected())
             })?;
         }
         self.commit(tx).await?;
@@ -453,19 +451,22 @@ async fn apply(
             .await
         }
         Transition::Seen { category } => {
-            on!(tx, c => sqlx::query(
-                "update incidents set last_error_id = $1, http_status = $2, last_seen_at_ms = $3, probe_count = probe_count + 1, \
-                 last_message = coalesce($4, last_message), request_id = coalesce($5, request_id) \
-                 where target = $6 and category = $7 and resolved_at_ms is null",
-            )
-            .bind(ev.error_id)
-            .bind(ev.http_status)
-            .bind(o.at_ms)
-            .bind(ev.message)
-            .bind(ev.request_id)
-            .bind(o.target.as_str())
-            .bind(category)
-            .execute(c).await.map(|r| r.rows_affected()))?;
+            write_on!(tx, q = "update incidents set last_error_id = " => {
+                q.push_bind(ev.error_id)
+                    .push(", http_status = ")
+                    .push_bind(ev.http_status)
+                    .push(", last_seen_at_ms = ")
+                    .push_bind(o.at_ms)
+                    .push(", probe_count = probe_count + 1, last_message = coalesce(")
+                    .push_bind(ev.message)
+                    .push(", last_message), request_id = coalesce(")
+                    .push_bind(ev.request_id)
+                    .push(", request_id) where target = ")
+                    .push_bind(o.target.as_str())
+                    .push(" and category = ")
+                    .push_bind(category)
+                    .push(" and resolved_at_ms is null");
+            })?;
             Ok(0)
         }
         Transition::Resolved { category } => {

@@ -499,7 +499,7 @@ impl Store {
             Pool::Sqlite(pool) => {
                 let turn = self.writer_turn.clone().lock_owned().await;
                 let pool = self.writer.as_ref().unwrap_or(pool);
-                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?, turn)
+                Tx::Sqlite(engine::SqliteTx::new(pool.acquire().await?, turn))
             }
             Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })

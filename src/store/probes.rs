@@ -47,10 +47,7 @@ macro_rules! rollup_maxima {
 /// The rows must differ in (target, probe, category, hour).
 async fn add_rollups_on(tx: &mut Tx, rows: &[(&str, RollupRow)]) -> Result<(), StoreError> {
     for chunk in row_chunks(rows) {
-        on!(tx, c => {
-            let mut q = sqlx::QueryBuilder::new(
-                "insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max) ",
-            );
+        write_on!(tx, q = "insert into rollups (target, probe, category, hour_ms, count, latency_sum_ms, latency_max_ms, used_max) " => {
             q.push_values(chunk, |mut row, (target, r)| {
                 row.push_bind(*target)
                     .push_bind(r.probe)
@@ -67,7 +64,6 @@ async fn add_rollups_on(tx: &mut Tx, rows: &[(&str, RollupRow)]) -> Result<(), S
                  latency_sum_ms = rollups.latency_sum_ms + excluded.latency_sum_ms, ",
                 rollup_maxima!()
             ));
-            q.build().execute(c).await.map(|r| r.rows_affected())
         })?;
     }
     Ok(())
@@ -145,13 +141,10 @@ impl Store {
         batch: &[Observation],
     ) -> Result<(), StoreError> {
         for chunk in row_chunks(batch) {
-            on!(tx, c => {
-                let mut q = sqlx::QueryBuilder::new(
-                    "insert into probes (at_ms, location, target, probe, latency_ms, http_status, \
+            write_on!(tx, q = "insert into probes (at_ms, location, target, probe, latency_ms, http_status, \
                      transport_error, category, error_id, message, request_id, \
                      ratelimit_limit_requests, ratelimit_limit_tokens, ratelimit_remaining_requests, \
-                     ratelimit_remaining_tokens, ratelimit_reset_requests, ratelimit_reset_tokens, ttft_ms) ",
-                );
+                     ratelimit_remaining_tokens, ratelimit_reset_requests, ratelimit_reset_tokens, ttft_ms) " => {
                 q.push_values(chunk, |mut row, o| {
                     row.push_bind(o.at_ms)
                         .push_bind(location)
@@ -174,7 +167,6 @@ impl Store {
                         .push_bind(o.rate_limits.reset_tokens.as_deref())
                         .push_bind(o.ttft_ms);
                 });
-                q.build().execute(c).await.map(|r| r.rows_affected())
             })?;
         }
         // One row per (target, probe kind, category, hour) of the batch: a statement may not
