@@ -124,6 +124,15 @@ pub async fn run(
         leadership.clone(),
         cancel.clone(),
     ));
+    // Probing starts before the dashboard serves, so that `/healthz` never reports a
+    // scheduler that was about to start.
+    let probes = Wiring {
+        tx: tx.clone(),
+        health: health.clone(),
+        holds: holds.clone(),
+        outstanding,
+    };
+    let mut probing = Probing::start(&config, prober, &probes, &cancel);
     let web_cancel = cancel.clone();
     let nofile = web::serve::raise_nofile_limit();
     let max_connections = web::serve::connection_cap(nofile);
@@ -146,13 +155,6 @@ pub async fn run(
     // What only starting ran is handed back once started, and what no longer runs every
     // minute.
     tracker.spawn(crate::resident::run(cancel.clone()));
-    let probes = Wiring {
-        tx: tx.clone(),
-        health: health.clone(),
-        holds: holds.clone(),
-        outstanding,
-    };
-    let mut probing = Probing::start(&config, prober, &probes, &cancel);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -505,11 +505,12 @@ async fn a_full_disk_is_reported_and_writing_resumes_when_there_is_room() {
     let url = daemon.dashboard_url().await;
     openai_watch::tls::install_crypto_provider();
     let http = reqwest::Client::new();
-    let reason = wait_health(&http, &url, 503).await;
-    assert!(
-        reason.contains("database not writable") && reason.contains("full"),
-        "{reason}"
-    );
+    let reason = eventually("/healthz to report the database not writable", || async {
+        let (status, body) = healthz(&http, &url).await;
+        (status == 503 && body.contains("database not writable")).then_some(body)
+    })
+    .await;
+    assert!(reason.contains("full"), "{reason}");
     let before = sim.state.requests().len();
     wait_for("probing to go on", || {
         sim.state.requests().len() >= before + 5
