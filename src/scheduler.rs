@@ -369,6 +369,32 @@ mod tests {
     }
 
     #[test]
+    fn a_place_in_the_pace_is_given_back_when_the_probe_ends_or_after_the_hold() {
+        let t0 = Instant::now();
+        let slot = |target| Slot { target, probe: 0 };
+        let mut pace = Pace::default();
+        for i in 0..PACE {
+            pace.take(t0 + Duration::from_millis(i as u64), slot(i));
+        }
+        assert!(pace.full());
+        assert_eq!(pace.next_free(), Some(t0 + PACE_HOLD));
+        // An answer gives its place back at once.
+        pace.give_back(slot(3));
+        assert!(!pace.full());
+        pace.take(t0 + Duration::from_millis(20), slot(100));
+        assert!(pace.full());
+        // A slow one holds it for PACE_HOLD at the most: then the oldest places are free.
+        pace.expire(t0 + PACE_HOLD - Duration::from_millis(1));
+        assert!(pace.full());
+        pace.expire(t0 + PACE_HOLD + Duration::from_millis(1));
+        assert_eq!(pace.0.len(), PACE - 2);
+        assert_eq!(
+            pace.next_free(),
+            Some(t0 + Duration::from_millis(2) + PACE_HOLD)
+        );
+    }
+
+    #[test]
     fn a_probe_that_waited_for_a_place_in_flight_keeps_its_slot_on_the_wave() {
         let due = Instant::now();
         let done = due + Duration::from_millis(700);
