@@ -456,8 +456,13 @@ mod tests {
         assert_eq!(c.detection.failure_threshold.get(), 3);
         assert_eq!(c.targets[0].timeout(), Duration::from_secs(30));
         assert_eq!(
-            c.targets[0].endpoint("models"),
+            c.targets[0].endpoint("models").as_str(),
             "http://127.0.0.1:1/v1/models"
+        );
+        let slash = parse(&MINIMAL.replace("/v1\"", "/v1/?x=1\"")).unwrap();
+        assert_eq!(
+            slash.targets[0].endpoint("chat/completions").as_str(),
+            "http://127.0.0.1:1/v1/chat/completions?x=1"
         );
         assert_eq!(c.alerts.categories.len(), 6);
         assert_eq!(
