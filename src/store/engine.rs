@@ -91,6 +91,9 @@ impl Pool {
     }
 }
 
+/// The most statements a SQLite script may have to be kept prepared (see [`SqliteTx`]).
+const CACHED_SCRIPT_STATEMENTS: usize = 8;
+
 /// A write transaction on one engine.
 pub enum Tx {
     Sqlite(SqliteTx),
@@ -107,10 +110,16 @@ pub enum Tx {
 /// It holds the process's writer turn (see `Store::write_tx`), given back when it ends. One
 /// that ends without a commit, after part of it was sent, closes its connection instead of
 /// handing it back: SQLite rolls back what a closed connection left open.
+///
+/// A script is prepared once and kept in the connection's statement cache when it is short
+/// (a wave of a few targets repeats the same few shapes); a longer one is prepared for its
+/// one use: its shape seldom repeats, and kept it would hold a prepared statement per part.
 pub struct SqliteTx {
     conn: sqlx::pool::PoolConnection<Sqlite>,
     _turn: tokio::sync::OwnedMutexGuard<()>,
     script: sqlx::QueryBuilder<Sqlite>,
+    /// Statements in the script.
+    statements: usize,
     /// Part of the transaction went to the connection.
     sent: bool,
     committed: bool,
@@ -125,6 +134,7 @@ impl SqliteTx {
             conn,
             _turn: turn,
             script: sqlx::QueryBuilder::new("BEGIN IMMEDIATE;\n"),
+            statements: 1,
             sent: false,
             committed: false,
         }
@@ -132,17 +142,24 @@ impl SqliteTx {
 
     /// The script, to add a statement to (ended by `;`).
     pub fn script(&mut self) -> &mut sqlx::QueryBuilder<Sqlite> {
+        self.statements += 1;
         &mut self.script
     }
 
     /// Sends what the script holds.
     async fn send(&mut self) -> Result<(), sqlx::Error> {
-        if self.script.sql().as_str().is_empty() {
+        if self.statements == 0 {
             return Ok(());
         }
         let mut script = std::mem::replace(&mut self.script, sqlx::QueryBuilder::new(""));
+        let keep = self.statements <= CACHED_SCRIPT_STATEMENTS;
+        self.statements = 0;
         self.sent = true;
-        script.build().execute(&mut *self.conn).await?;
+        script
+            .build()
+            .persistent(keep)
+            .execute(&mut *self.conn)
+            .await?;
         Ok(())
     }
 }
@@ -182,7 +199,7 @@ impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Sqlite(mut t) => {
-                t.script.push("COMMIT;");
+                t.script().push("COMMIT;");
                 t.send().await?;
                 t.committed = true;
                 Ok(())
