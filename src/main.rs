@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            openai_watch::commands::print_error(format_args!("cannot start the runtime: {e}"));
             return Exit::Failure.into();
         }
     };

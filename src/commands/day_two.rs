@@ -49,12 +49,12 @@ impl Backend {
                 .await
                 .map(Backend::Database)
                 .map_err(|e| {
-                    eprintln!("error: {e}");
+                    super::print_error(format_args!("{e}"));
                     Exit::Failure
                 });
         };
         let fail = |msg: String| {
-            eprintln!("error: {msg}");
+            super::print_error(format_args!("{msg}"));
             Exit::Usage
         };
         let base = crate::config::parse_dashboard_url(url).map_err(fail)?;
@@ -268,7 +268,7 @@ pub async fn silence(
             };
             // Checked here too, so that a bad value is a usage error either way.
             if let Err(e) = request.clone().into_new(now_ms()) {
-                eprintln!("error: {e}");
+                super::print_error(format_args!("{e}"));
                 return Ok(Exit::Usage);
             }
             let s = backend.add(request).await?;

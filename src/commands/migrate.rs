@@ -14,7 +14,9 @@ pub async fn run(doc: &Document, to: &str, out: &mut impl Write) -> anyhow::Resu
         );
     };
     if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
-        eprintln!("error: --to must be a PostgreSQL URL (postgres://user@host:5432/database)");
+        super::print_error(format_args!(
+            "--to must be a PostgreSQL URL (postgres://user@host:5432/database)"
+        ));
         return Ok(Exit::Usage);
     }
     if !path.exists() {
@@ -24,10 +26,10 @@ pub async fn run(doc: &Document, to: &str, out: &mut impl Write) -> anyhow::Resu
     let _lock = match WriterLock::try_acquire(&path) {
         Ok(lock) => lock,
         Err(LockError::Held { .. }) => {
-            eprintln!(
-                "error: a daemon is writing {}: stop it first (systemctl stop openai-watch)",
+            super::print_error(format_args!(
+                "a daemon is writing {}: stop it first (systemctl stop openai-watch)",
                 path.display()
-            );
+            ));
             return Ok(Exit::TempFail);
         }
         Err(e) => return Err(e.into()),

@@ -119,7 +119,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
             return check::run(&config, *json, &mut std::io::stdout().lock())
                 .await
                 .unwrap_or_else(|e| {
-                    eprintln!("error: {e:#}");
+                    print_error(format_args!("{e:#}"));
                     Exit::Unknown
                 });
         }
@@ -139,9 +139,18 @@ pub async fn dispatch(cli: Cli) -> Exit {
         },
     };
     result.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
+        print_error(format_args!("{e:#}"));
         Exit::Failure
     })
+}
+
+/// Prints `error: MESSAGE` and its line end on stderr in one write: a line written in
+/// pieces (what `eprintln!` does) can be split by other output, or read half by a process
+/// reading the pipe.
+pub fn print_error(message: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let line = format!("error: {message}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// The config file the command line points at, read and validated.
@@ -155,6 +164,6 @@ fn resolved(cli: &Cli) -> Result<Config, Exit> {
 }
 
 fn config_error(e: ConfigError) -> Exit {
-    eprintln!("error: {e}");
+    print_error(format_args!("{e}"));
     Exit::Config
 }

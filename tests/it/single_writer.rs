@@ -24,8 +24,11 @@ async fn exit_of(mut daemon: Daemon) -> (Option<i32>, String) {
         .await
         .expect("the daemon exited")
         .unwrap();
+    // The whole error line, not only its beginning.
     wait_for("the log to end", || {
-        daemon.stderr.lock().unwrap().contains("error:")
+        let log = daemon.stderr.lock().unwrap();
+        log.find("error:")
+            .is_some_and(|at| log[at..].contains('\n'))
     })
     .await;
     let log = daemon.stderr.lock().unwrap().clone();
