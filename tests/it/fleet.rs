@@ -355,6 +355,19 @@ async fn an_agent_killed_at_random_moments_loses_no_alert_and_the_others_report_
         .then_some(())
     })
     .await;
+    // A restart slower than `silent_after` raises the silence again; it resolves once the
+    // others see the agent's heartbeat, which may come after the first resolution above.
+    eventually_within(
+        Duration::from_secs(180),
+        "every incident resolved",
+        || async {
+            (ws.count("select count(*) from incidents where resolved_at_ms is null")
+                .await
+                == 0)
+                .then_some(())
+        },
+    )
+    .await;
     // Every delivery went out (a claim of a killed agent lapses or is taken up again).
     eventually_within(Duration::from_secs(180), "every delivery sent", || async {
         (ws.count("select count(*) from alert_deliveries where state != 'sent'")
