@@ -124,6 +124,11 @@ pub async fn run(
         leadership.clone(),
         cancel.clone(),
     ));
+    // Migrations ran and the listener is bound: ready, before the first watchdog ping.
+    systemd::ready(&status_line(
+        &config,
+        store.count_open_incidents().await.unwrap_or(0),
+    ));
     // Probing starts before the dashboard serves, so that `/healthz` never reports a
     // scheduler that was about to start.
     let probes = Wiring {
@@ -146,11 +151,6 @@ pub async fn run(
         app,
         max_connections,
         web_cancel,
-    ));
-    // Migrations ran and the listener is bound: ready, before the first watchdog ping.
-    systemd::ready(&status_line(
-        &config,
-        store.count_open_incidents().await.unwrap_or(0),
     ));
     // What only starting ran is handed back once started, and what no longer runs every
     // minute.
