@@ -85,7 +85,7 @@ pub fn entry(id: &str) -> Option<&'static Entry> {
     CATALOG.iter().chain(SIGNALS).find(|e| e.id == id)
 }
 
-fn must(id: &str) -> &'static Entry {
+pub(crate) fn must(id: &str) -> &'static Entry {
     entry(id).expect("catalog id used by the classifier is in the catalog")
 }
 

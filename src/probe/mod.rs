@@ -162,6 +162,15 @@ impl Prober {
                     obs.message = verdict.message.map(|m| self.mask(&m));
                     return;
                 }
+                // A stream that does not finish within the cap is not the answer asked for.
+                stream::StreamEnd::Oversized { events } => {
+                    obs.entry = catalog::must("unexpected_status");
+                    obs.message = Some(format!(
+                        "the stream passed {} KiB after {events} event(s) without finishing; the rest was not read",
+                        BODY_CAP / 1024
+                    ));
+                    return;
+                }
                 // A stream cut halfway is an outage-class answer, never a success.
                 stream::StreamEnd::Cut { events, reason } => {
                     obs.transport_error = Some(TransportErrorKind::Reset);

@@ -94,6 +94,28 @@ async fn hostile(mut s: TcpStream, other: u16) {
             head.push_str("content-length: 2\r\n\r\n{}");
             s.write_all(head.as_bytes()).await
         }
+        // A streamed answer whose event never ends: `data: ` lines, never a blank line.
+        "sse_lines" => {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/event-stream\r\n\r\n").await;
+            let line = format!("data: {}\n", "x".repeat(1000));
+            let chunk = format!("{:x}\r\n{}\r\n", line.len() * 16, line.repeat(16));
+            loop {
+                if s.write_all(chunk.as_bytes()).await.is_err() {
+                    break Ok(());
+                }
+            }
+        }
+        // A streamed answer of one endless line.
+        "sse_line" => {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/event-stream\r\n\r\n").await;
+            let _ = s.write_all(b"6\r\ndata: \r\n").await;
+            let chunk = format!("{:x}\r\n{}\r\n", 16384, "y".repeat(16384));
+            loop {
+                if s.write_all(chunk.as_bytes()).await.is_err() {
+                    break Ok(());
+                }
+            }
+        }
         "redirect" => {
             let to = format!("http://127.0.0.1:{other}/steal/v1/models");
             s.write_all(
@@ -260,4 +282,70 @@ async fn hostile_answers_end_within_the_timeout_classified_and_memory_stays_boun
     );
     let rows = probe_rows(&ws.db()).await;
     assert_eq!(rows.len(), cases.len() + 1, "every probe recorded");
+}
+
+#[tokio::test]
+async fn endless_streams_are_cut_at_the_body_cap_and_classified_with_memory_flat() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(hostile(s, 0));
+        }
+    });
+    let sim = start_simulator().await;
+    let ws = Workspace::new();
+    let mut config = String::new();
+    for name in ["sse_lines", "sse_line"] {
+        config.push_str(
+            &TargetSpec {
+                name,
+                base_url: format!("http://127.0.0.1:{port}/{name}/v1"),
+                key_env: Some("K"),
+                timeout: "20s",
+                probes: &[("chat_stream", "60s")],
+            }
+            .toml(),
+        );
+    }
+    // A healthy neighbour probed at the same moment: it is answered while the streams run.
+    config.push_str(
+        &TargetSpec {
+            name: "neighbour",
+            base_url: sim.base_url("ok"),
+            key_env: Some("K"),
+            timeout: "20s",
+            probes: &[("models", "60s")],
+        }
+        .toml(),
+    );
+    let config = ws.write_config(&config);
+    let (out, peak_rss_kib) = run_cli_with_peak_rss(
+        &["--config", config.to_str().unwrap(), "check", "--json"],
+        &[("K", KEY)],
+        ws.dir.path(),
+    )
+    .await;
+    let lines: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    for name in ["sse_lines", "sse_line"] {
+        let line = lines.iter().find(|l| l["target"] == name).unwrap();
+        assert_eq!(line["error_id"], "unexpected_status", "{name}: {line}");
+        assert!(
+            line["message"].as_str().unwrap().contains("64 KiB"),
+            "{name}: the message says why: {line}"
+        );
+        // Cut by the cap, not by the 20 s timeout.
+        assert!(
+            line["latency_ms"].as_i64().unwrap() < 15_000,
+            "{name} ended at the cap, not at the timeout: {line}"
+        );
+    }
+    let neighbour = lines.iter().find(|l| l["target"] == "neighbour").unwrap();
+    assert_eq!(neighbour["error_id"], "ok", "{neighbour}");
+    let peak_mib = peak_rss_kib / 1024;
+    assert!(
+        peak_rss_kib > 0 && peak_mib < 64,
+        "check peaked at {peak_mib} MiB against endless streams"
+    );
 }
