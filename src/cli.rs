@@ -207,5 +207,15 @@ pub enum AlertCommand {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the config and print the targets, probes and channels it defines.
-    Check,
+    Check {
+        /// Judge the maintenance windows at this time (RFC 3339) instead of now: which
+        /// holds then, and when the next one starts and ends.
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        at: Option<jiff::Timestamp>,
+    },
+}
+
+fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse::<jiff::Timestamp>()
+        .map_err(|e| format!("expected an RFC 3339 time such as 2027-03-28T01:30:00Z: {e}"))
 }

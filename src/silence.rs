@@ -168,51 +168,38 @@ pub enum Schedule {
         start_ms: i64,
         end_ms: i64,
     },
-    /// Every week from `weekday` at `minute` of the day (in `tz`) for `length_min` minutes.
+    /// Every week from `weekday` at local time `start_min` (minutes of the day, in `tz`) to
+    /// local time `end_min`, the next day when it is not after the start. Both ends are local
+    /// times, so a window keeps its wall-clock hours across daylight-saving changes.
     Weekly {
         weekday: Weekday,
-        minute: i32,
-        length_min: i32,
+        start_min: i32,
+        end_min: i32,
         tz: TimeZone,
         tz_name: String,
     },
 }
 
 impl Schedule {
-    /// Parses `sun 02:00-04:00` (a window past midnight ends the next day).
+    /// Parses `sun 02:00-04:00` strictly: a day (`sun` or `sunday`, any case), one or more
+    /// spaces, `HH:MM-HH:MM` with two-digit minutes. A window past midnight ends the next day.
     pub fn weekly(text: &str, tz: TimeZone, tz_name: String) -> Result<Schedule, String> {
         let bad =
             || format!("expected \"DAY HH:MM-HH:MM\" such as \"sun 02:00-04:00\", got {text:?}");
         let (day, times) = text.trim().split_once(' ').ok_or_else(bad)?;
-        let weekday = match day.to_ascii_lowercase().get(..3) {
-            Some("mon") => Weekday::Monday,
-            Some("tue") => Weekday::Tuesday,
-            Some("wed") => Weekday::Wednesday,
-            Some("thu") => Weekday::Thursday,
-            Some("fri") => Weekday::Friday,
-            Some("sat") => Weekday::Saturday,
-            Some("sun") => Weekday::Sunday,
-            _ => return Err(bad()),
-        };
+        let weekday = parse_weekday(day).ok_or_else(bad)?;
         let (from, to) = times.trim().split_once('-').ok_or_else(bad)?;
-        let minute = |t: &str| -> Option<i32> {
-            let (h, m) = t.trim().split_once(':')?;
-            let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
-            ((0..24).contains(&h) && (0..60).contains(&m)).then_some(h * 60 + m)
-        };
-        let (start, end) = (minute(from).ok_or_else(bad)?, minute(to).ok_or_else(bad)?);
-        if start == end {
+        let (start_min, end_min) = (
+            parse_minute(from).ok_or_else(bad)?,
+            parse_minute(to).ok_or_else(bad)?,
+        );
+        if start_min == end_min {
             return Err(format!("{text:?}: the window is empty"));
         }
-        let length_min = if end > start {
-            end - start
-        } else {
-            end + 1440 - start
-        };
         Ok(Schedule::Weekly {
             weekday,
-            minute: start,
-            length_min,
+            start_min,
+            end_min,
             tz,
             tz_name,
         })
@@ -226,29 +213,29 @@ impl Schedule {
             }
             Schedule::Weekly {
                 weekday,
-                minute,
-                length_min,
+                start_min,
+                end_min,
                 tz,
                 ..
             } => {
-                let now = jiff::Timestamp::from_millisecond(now_ms)
+                let today = jiff::Timestamp::from_millisecond(now_ms)
                     .ok()?
-                    .to_zoned(tz.clone());
-                let today = now.date();
+                    .to_zoned(tz.clone())
+                    .date();
                 // The latest start a week or less ago may still hold; else the next start.
-                (-7..=7).find_map(|days: i64| {
+                (-8..=8).find_map(|days: i64| {
                     let date = today.checked_add(jiff::Span::new().days(days)).ok()?;
                     if date.weekday() != *weekday {
                         return None;
                     }
-                    let start = date
-                        .at((*minute / 60) as i8, (*minute % 60) as i8, 0, 0)
-                        .to_zoned(tz.clone())
-                        .ok()?
-                        .timestamp()
-                        .as_millisecond();
-                    let end = start + i64::from(*length_min) * 60_000;
-                    (now_ms < end).then_some((start, end))
+                    let end_date = if end_min > start_min {
+                        date
+                    } else {
+                        date.tomorrow().ok()?
+                    };
+                    let start = local_instant(tz, date, *start_min)?;
+                    let end = local_instant(tz, end_date, *end_min)?;
+                    (now_ms < end && start < end).then_some((start, end))
                 })
             }
         }
@@ -264,22 +251,69 @@ impl Schedule {
             ),
             Schedule::Weekly {
                 weekday,
-                minute,
-                length_min,
+                start_min,
+                end_min,
                 tz_name,
                 ..
             } => {
-                let end = (minute + length_min) % 1440;
                 format!(
                     "every {weekday:?} {:02}:{:02}-{:02}:{:02} {tz_name}",
-                    minute / 60,
-                    minute % 60,
-                    end / 60,
-                    end % 60
+                    start_min / 60,
+                    start_min % 60,
+                    end_min / 60,
+                    end_min % 60
                 )
             }
         }
     }
+}
+
+/// `sun` or `sunday`, in any case.
+fn parse_weekday(day: &str) -> Option<Weekday> {
+    const DAYS: [(&str, Weekday); 7] = [
+        ("monday", Weekday::Monday),
+        ("tuesday", Weekday::Tuesday),
+        ("wednesday", Weekday::Wednesday),
+        ("thursday", Weekday::Thursday),
+        ("friday", Weekday::Friday),
+        ("saturday", Weekday::Saturday),
+        ("sunday", Weekday::Sunday),
+    ];
+    let day = day.to_ascii_lowercase();
+    DAYS.iter()
+        .find(|(name, _)| day == *name || day == name[..3])
+        .map(|(_, d)| *d)
+}
+
+/// `HH:MM` (or `H:MM`), digits only, as minutes of the day.
+fn parse_minute(text: &str) -> Option<i32> {
+    let (h, m) = text.trim().split_once(':')?;
+    let digits = |t: &str, lens: std::ops::RangeInclusive<usize>| {
+        (lens.contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse::<i32>().ok())
+            .flatten()
+    };
+    let (h, m) = (digits(h, 1..=2)?, digits(m, 2..=2)?);
+    ((0..24).contains(&h) && (0..60).contains(&m)).then_some(h * 60 + m)
+}
+
+/// The instant of local time `minute` on `date` in `tz`, in Unix ms. A time the clocks skip
+/// (the spring gap) is the moment they jump; a time that occurs twice (the autumn fold)
+/// counts from its first occurrence.
+fn local_instant(tz: &TimeZone, date: jiff::civil::Date, minute: i32) -> Option<i64> {
+    use jiff::tz::AmbiguousOffset;
+    let dt = date.at((minute / 60) as i8, (minute % 60) as i8, 0, 0);
+    let ts = match tz.to_ambiguous_timestamp(dt).offset() {
+        AmbiguousOffset::Unambiguous { offset } => offset.to_timestamp(dt).ok()?,
+        AmbiguousOffset::Fold { before, .. } => before.to_timestamp(dt).ok()?,
+        AmbiguousOffset::Gap { after, .. } => {
+            // Read with the later offset, the time lies before the jump; the jump is the
+            // zone's next transition.
+            let early = after.to_timestamp(dt).ok()?;
+            tz.following(early).next()?.timestamp()
+        }
+    };
+    Some(ts.as_millisecond())
 }
 
 impl Maintenance {
@@ -385,8 +419,44 @@ mod tests {
     }
 
     #[test]
+    fn weekly_windows_keep_their_local_hours_across_daylight_saving_changes() {
+        let zone = |name: &str| TimeZone::get(name).unwrap();
+        let berlin =
+            Schedule::weekly("sun 02:00-04:00", zone("Europe/Berlin"), "x".into()).unwrap();
+        // Autumn, 2027-10-31: 02:00 occurs twice (CEST, then CET); the window starts at the
+        // first and ends at 04:00 CET.
+        assert_eq!(
+            berlin.current_or_next(ms("2027-10-30T12:00:00Z")),
+            Some((ms("2027-10-31T00:00:00Z"), ms("2027-10-31T03:00:00Z")))
+        );
+        // Spring, 2027-03-28: 02:00 is skipped; the window begins when the clocks jump (03:00
+        // CEST) and ends at 04:00 CEST.
+        assert_eq!(
+            berlin.current_or_next(ms("2027-03-27T12:00:00Z")),
+            Some((ms("2027-03-28T01:00:00Z"), ms("2027-03-28T02:00:00Z")))
+        );
+        // New York, 2027-03-14: 01:30 EST to 02:30, which is skipped: it ends at the jump.
+        let ny = Schedule::weekly("sun 01:30-02:30", zone("America/New_York"), "x".into()).unwrap();
+        assert_eq!(
+            ny.current_or_next(ms("2027-03-13T12:00:00Z")),
+            Some((ms("2027-03-14T06:30:00Z"), ms("2027-03-14T07:00:00Z")))
+        );
+        // A window inside the gap is empty that day, and the next one is a week later.
+        let gap = Schedule::weekly("sun 02:10-02:50", zone("Europe/Berlin"), "x".into()).unwrap();
+        assert_eq!(
+            gap.current_or_next(ms("2027-03-27T12:00:00Z")).unwrap().0,
+            ms("2027-04-04T00:10:00Z")
+        );
+    }
+
+    #[test]
     fn bad_weekly_schedules_are_refused() {
         for bad in [
+            "sunXYZ 01:00-02:00",
+            "sun +1:00-02:00",
+            "sun 01:0-02:00",
+            "sun 001:00-02:00",
+            "sun 01:00-02:00x",
             "sunday",
             "xyz 02:00-03:00",
             "sun 25:00-26:00",

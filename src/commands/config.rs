@@ -7,7 +7,7 @@ use crate::timefmt::rfc3339;
 use std::io::Write;
 
 /// Prints the targets, probes and channels of a valid config, and its warnings.
-pub fn describe(config: &Config, out: &mut impl Write) -> anyhow::Result<Exit> {
+pub fn describe(config: &Config, now: i64, out: &mut impl Write) -> anyhow::Result<Exit> {
     writeln!(out, "config {} is valid", config.source.display())?;
     writeln!(out, "location: {}", config.location)?;
     writeln!(out, "database: {}", config.database.describe())?;
@@ -51,7 +51,7 @@ pub fn describe(config: &Config, out: &mut impl Write) -> anyhow::Result<Exit> {
         writeln!(out, "alert channels: {}", channels.join(", "))?;
         routing_table(config, out)?;
     }
-    maintenance(config, out)?;
+    maintenance(config, now, out)?;
     for w in config.warnings() {
         writeln!(out, "warning: {w}")?;
     }
@@ -102,12 +102,13 @@ fn routing_table(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
 }
 
 /// The maintenance windows and when each holds next.
-fn maintenance(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
-    let now = crate::clock::now_ms();
+fn maintenance(config: &Config, now: i64, out: &mut impl Write) -> anyhow::Result<()> {
     for m in &config.maintenance {
         let next = match m.schedule.current_or_next(now) {
-            Some((start, end)) if start <= now => format!("holding until {}", rfc3339(end)),
-            Some((start, _)) => format!("next from {}", rfc3339(start)),
+            Some((start, end)) if start <= now => {
+                format!("holding from {} until {}", rfc3339(start), rfc3339(end))
+            }
+            Some((start, end)) => format!("next from {} until {}", rfc3339(start), rfc3339(end)),
             None => "over".to_string(),
         };
         let targets = if m.targets.is_empty() {

@@ -132,15 +132,25 @@ pub async fn dispatch(cli: Cli) -> Exit {
             Err(exit) => return exit,
         },
         Command::Config {
-            command: ConfigCommand::Check,
+            command: ConfigCommand::Check { at },
         } => match resolved(&cli) {
-            Ok(config) => config::describe(&config, &mut std::io::stdout().lock()),
+            Ok(config) => config::describe(
+                &config,
+                at.map_or_else(crate::clock::now_ms, |t| t.as_millisecond()),
+                &mut std::io::stdout().lock(),
+            ),
             Err(exit) => return exit,
         },
     };
     result.unwrap_or_else(|e| {
         print_error(format_args!("{e:#}"));
-        Exit::Failure
+        // A config found wrong only once a command looks deeper (the database URL of
+        // `status`) is still a configuration error.
+        if e.downcast_ref::<ConfigError>().is_some() {
+            Exit::Config
+        } else {
+            Exit::Failure
+        }
     })
 }
 

@@ -12,6 +12,7 @@ mod dashboard;
 mod day_two;
 mod default_config;
 mod demo;
+mod dst;
 mod faults;
 mod fleet;
 mod hardening;
