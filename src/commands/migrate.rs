@@ -19,6 +19,10 @@ pub async fn run(doc: &Document, to: &str, out: &mut impl Write) -> anyhow::Resu
         ));
         return Ok(Exit::Usage);
     }
+    if let Err(why) = crate::config::check_postgres_url(to) {
+        super::print_error(format_args!("--to: {why}"));
+        return Ok(Exit::Usage);
+    }
     if !path.exists() {
         anyhow::bail!("no database at {}: nothing to migrate", path.display());
     }

@@ -22,7 +22,7 @@ pub use error::ConfigError;
 pub use raw::{Agent, Detection, SmtpTls, Storage, TokenLimitField, WebhookFormat};
 pub use secrets::expose;
 pub use targets::{DEFAULT_CHAT_MODEL, Probe, Target};
-pub use values::{Dur, TargetName, parse_dashboard_url};
+pub use values::{Dur, TargetName, check_postgres_url, parse_dashboard_url};
 
 use error::{Source, first_line};
 use raw::RawConfig;
@@ -269,6 +269,12 @@ impl Document {
                 span,
                 "storage.url: not a PostgreSQL URL (postgres://user@host:5432/database)".into(),
             ));
+        }
+        {
+            use secrecy::ExposeSecret;
+            if let Err(why) = values::check_postgres_url(url.expose_secret()) {
+                return Err(self.src.err_plain(span, format!("storage.url: {why}")));
+            }
         }
         Ok(crate::store::Database::Postgres(url))
     }

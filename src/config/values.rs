@@ -159,6 +159,49 @@ pub(super) fn parse_url(s: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
+/// Checks a PostgreSQL URL before it is used, saying what is wrong without ever repeating
+/// it: the URL carries the database password. A password with `/`, `?`, `#` or `@` that is
+/// not percent-encoded makes the rest of the URL parse as a path, so an `@` after the host is
+/// refused rather than guessed at.
+pub fn check_postgres_url(url: &str) -> Result<(), String> {
+    const SSLMODES: [&str; 6] = [
+        "disable",
+        "allow",
+        "prefer",
+        "require",
+        "verify-ca",
+        "verify-full",
+    ];
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if rest[authority_end..].contains('@') {
+        return Err(
+            "the URL has an '@' after the host: percent-encode a password that holds '/', '?', \
+             '#' or '@' (%2F, %3F, %23, %40)"
+                .into(),
+        );
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        let what = match e {
+            url::ParseError::InvalidPort => "its port is not a number from 1 to 65535".to_string(),
+            other => other.to_string(),
+        };
+        format!("the URL does not parse: {what}")
+    })?;
+    if parsed.port() == Some(0) {
+        return Err("the URL does not parse: its port is not a number from 1 to 65535".into());
+    }
+    for (key, value) in parsed.query_pairs() {
+        if key == "sslmode" && !SSLMODES.contains(&value.as_ref()) {
+            return Err(format!(
+                "sslmode must be one of {}, not {value:?}",
+                SSLMODES.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `s` with anything between `://` and the `@` of the authority replaced by `…`.
 fn without_userinfo(s: &str) -> String {
     let Some((scheme, rest)) = s.split_once("://") else {

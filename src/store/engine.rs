@@ -40,7 +40,16 @@ impl Database {
 
 /// `postgres://user:secret@host:5432/db?sslmode=…` → `postgres://host:5432/db`.
 pub fn describe_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
+    // Whatever comes before the last '@' may be a password, however the rest parses (an
+    // unencoded '/' in it would make it look like a port and a path).
+    let url = match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rfind('@') {
+            Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+            None => url.to_string(),
+        },
+        None => return "a PostgreSQL URL that does not parse".to_string(),
+    };
+    match reqwest::Url::parse(&url) {
         Ok(u) => {
             let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
             format!(
@@ -56,6 +65,33 @@ pub fn describe_url(url: &str) -> String {
 
 /// Advisory lock keys (PostgreSQL): incident changes, the outbox's reminders and re-fires,
 /// and the work one agent does for all (retention, rollups, the status-page poller).
+/// `text` with the password and user name of `url` (and their percent-decoded forms)
+/// replaced by `…`: for error messages of the database driver, which may quote the URL.
+pub fn scrub_url_secrets(text: &str, url: &str) -> String {
+    let Some((_, rest)) = url.split_once("://") else {
+        return text.to_string();
+    };
+    let Some(at) = rest.rfind('@') else {
+        return text.to_string();
+    };
+    let userinfo = &rest[..at];
+    let mut pieces: Vec<String> = vec![userinfo.to_string()];
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    for piece in [user, password] {
+        pieces.push(piece.to_string());
+        if let Ok(decoded) = percent_encoding::percent_decode_str(piece).decode_utf8() {
+            pieces.push(decoded.into_owned());
+        }
+    }
+    pieces.retain(|p| p.len() >= 3);
+    pieces.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut out = text.to_string();
+    for piece in pieces {
+        out = out.replace(&piece, "…");
+    }
+    out
+}
+
 pub const INCIDENTS_LOCK: i64 = 0x6f77_0001;
 pub const OUTBOX_LOCK: i64 = 0x6f77_0002;
 pub const HOUSEKEEPING_LOCK: i64 = 0x6f77_0003;

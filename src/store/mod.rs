@@ -47,9 +47,10 @@ impl StoreError {
             StoreError::Sql(sqlx::Error::Database(db)) => {
                 if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
                     // Connection, rollback (serialization, deadlock), resources, operator
-                    // intervention (a restart), system errors.
+                    // intervention (a restart, a statement timeout), system errors, and a lock
+                    // not granted within `lock_timeout` (55P03).
                     let class = pg.code().get(..2).unwrap_or("");
-                    return matches!(class, "08" | "40" | "53" | "57" | "58");
+                    return matches!(class, "08" | "40" | "53" | "55" | "57" | "58");
                 }
                 let primary = db
                     .code()
@@ -61,6 +62,7 @@ impl StoreError {
             StoreError::Sql(sqlx::Error::Decode(_) | sqlx::Error::Encode(_)) => false,
             StoreError::Sql(_)
             | StoreError::Open { .. }
+            | StoreError::OpenPostgres { .. }
             | StoreError::Lock(_)
             | StoreError::MigrationStuck { .. } => true,
             StoreError::Migrate(_) | StoreError::Newer { .. } | StoreError::Older { .. } => false,
@@ -220,6 +222,9 @@ impl Changes {
 pub enum StoreError {
     #[error("cannot open the database {path}: {source}")]
     Open { path: String, source: sqlx::Error },
+    /// A PostgreSQL database could not be opened; `reason` never holds the URL's userinfo.
+    #[error("cannot open the database {path}: {reason}")]
+    OpenPostgres { path: String, reason: String },
     #[error("cannot apply the database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(
@@ -372,17 +377,46 @@ impl Store {
         migrate: bool,
     ) -> Result<Store, StoreError> {
         use secrecy::ExposeSecret;
-        let name = describe_url(url.expose_secret());
-        let pool = PgPoolOptions::new()
+        use sqlx::ConnectOptions as _;
+        let raw = url.expose_secret();
+        let name = describe_url(raw);
+        let failed = |e: &dyn std::fmt::Display| StoreError::OpenPostgres {
+            path: name.clone(),
+            reason: engine::scrub_url_secrets(&e.to_string(), raw),
+        };
+        let options = raw
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .map_err(|e| failed(&e))?
+            // Every wait and every transaction is bounded on the server: an agent that
+            // freezes (SIGSTOP) or drops off the network inside a transaction loses it and
+            // its locks, instead of stopping every other agent until TCP gives up.
+            .options([
+                ("lock_timeout", "5s"),
+                ("statement_timeout", "30s"),
+                ("idle_in_transaction_session_timeout", "15s"),
+                ("tcp_keepalives_idle", "10"),
+                ("tcp_keepalives_interval", "5"),
+                ("tcp_keepalives_count", "3"),
+            ]);
+        let pool = match PgPoolOptions::new()
             .max_connections(5)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url.expose_secret())
+            .connect_with(options.clone())
             .await
-            .map_err(|source| StoreError::Open {
-                path: name.clone(),
-                source,
-            })?;
+        {
+            Ok(pool) => pool,
+            // The pool says only that it timed out: one connection of our own says why.
+            Err(sqlx::Error::PoolTimedOut) => {
+                let why =
+                    match tokio::time::timeout(Duration::from_secs(10), options.connect()).await {
+                        Ok(Err(e)) => crate::error_chain::error_chain(&e),
+                        _ => "no answer within 10 s".to_string(),
+                    };
+                return Err(failed(&why));
+            }
+            Err(e) => return Err(failed(&crate::error_chain::error_chain(&e))),
+        };
         let store = Store::new(Pool::Postgres(pool), name.into());
         store.refuse_newer_schema().await?;
         if migrate {

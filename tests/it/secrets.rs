@@ -122,3 +122,65 @@ async fn the_api_key_never_reaches_the_database_the_logs_or_check_output(engine:
 }
 
 crate::both_engines!(the_api_key_never_reaches_the_database_the_logs_or_check_output,);
+
+/// A database password with an unencoded '/' makes the URL parse as a host, a port and a
+/// path; whatever the URL looks like, its userinfo is never printed.
+#[tokio::test]
+async fn a_database_password_never_reaches_an_error_however_the_url_parses() {
+    const SECRET: &str = "TopSecret";
+    let ws = Workspace::new();
+    let base = "[[targets]]\nname = \"prod\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+                [[targets.probes]]\nkind = \"models\"\ninterval = \"60s\"\n";
+    let closed = closed_port();
+    let cases = [
+        // (url, exit code, what the line must say)
+        (
+            format!("postgres://watch:9999/{SECRET}@127.0.0.1:{closed}/db"),
+            78,
+            "percent-encode",
+        ),
+        (
+            format!("postgres://watch:{SECRET}@127.0.0.1:99999/db"),
+            78,
+            "port",
+        ),
+        (
+            format!("postgres://watch:{SECRET}@127.0.0.1:{closed}/db?sslmode=bogus"),
+            78,
+            "sslmode",
+        ),
+        // Unreachable: the cause is named (not only "pool timed out"), the password is not.
+        (
+            format!("postgres://watch:{SECRET}@127.0.0.1:{closed}/db"),
+            1,
+            "refused",
+        ),
+    ];
+    for (url, code, says) in &cases {
+        let config = ws.dir.path().join("pg.toml");
+        std::fs::write(&config, format!("[storage]\nurl = \"{url}\"\n\n{base}")).unwrap();
+        for args in [&["run"][..], &["status"][..]] {
+            let mut all = vec!["--config", config.to_str().unwrap()];
+            all.extend_from_slice(args);
+            let out = run_cli(&all, &[], ws.dir.path()).await;
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!err.contains(SECRET), "{args:?} {url}: {err}");
+            assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
+            assert_eq!(out.status.code(), Some(*code), "{args:?} {url}: {err}");
+            assert!(err.to_lowercase().contains(says), "{args:?} {url}: {err}");
+            assert_eq!(err.matches("pool timed out").count(), 0, "{err}");
+        }
+    }
+    // `migrate` with the URL in its environment variable.
+    let config = ws.write_config(base);
+    std::fs::write(ws.db(), b"").ok();
+    let out = run_cli(
+        &["--config", config.to_str().unwrap(), "migrate"],
+        &[("OPENAI_WATCH_MIGRATE_TO", &cases[0].0)],
+        ws.dir.path(),
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains(SECRET), "{err}");
+    assert_eq!(out.status.code(), Some(64), "{err}");
+}
