@@ -41,6 +41,14 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// After this long, a delivery that was never accepted is marked failed.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 
+/// Says so when some of the deliveries just sent were no longer this agent's to mark: its
+/// claim lapsed during the send (a frozen process) and another agent took them over.
+fn warn_if_taken_over(channel: &str, sent: usize, marked: u64) {
+    if (marked as usize) < sent {
+        tracing::warn!(%channel, deliveries = sent - marked as usize, "another agent took over deliveries while this one sent them (its claim had lapsed); their state is left to that agent");
+    }
+}
+
 /// Why a channel did not accept a message.
 #[derive(Debug, Clone)]
 pub struct SendError {
@@ -307,23 +315,38 @@ impl Notifier {
                     // is its own): left to it.
                     continue;
                 }
-                // The channel was removed from the config: these can never be delivered.
+                // The channel was removed from the config (a reload): its alerts are kept for
+                // when it comes back, looked at again later, and given up only after the
+                // usual 24 hours.
                 let ids: Vec<i64> = members.iter().map(|d| d.delivery_id).collect();
-                self.store
-                    .mark_attempt_failed(&ids, None, "channel no longer configured")
-                    .await?;
+                let oldest = members.iter().map(|d| d.created_at_ms).min().unwrap_or(now);
+                if now.saturating_sub(oldest) > millis(GIVE_UP_AFTER) {
+                    self.store
+                        .mark_attempt_failed(
+                            &ids,
+                            &self.renderer.location,
+                            None,
+                            "the channel is no longer configured",
+                        )
+                        .await?;
+                    tracing::error!(channel = %channel_name, alerts = ids.len(), "alerts for a channel that is no longer configured were given up after 24 h");
+                } else {
+                    self.store
+                        .postpone_deliveries(
+                            &ids,
+                            now.saturating_add(millis(MAX_BACKOFF)),
+                            "the channel is no longer configured; kept until it is again (24 h at most)",
+                        )
+                        .await?;
+                    tracing::warn!(channel = %channel_name, alerts = ids.len(), "alerts wait for a channel that is no longer configured; they go out if it is configured again within 24 h");
+                }
                 continue;
             };
             // Claimed first: agents sharing the database send each delivery once.
             let ids: Vec<i64> = members.iter().map(|d| d.delivery_id).collect();
             let claimed = self
                 .store
-                .claim_deliveries(
-                    &ids,
-                    &self.renderer.location,
-                    now,
-                    now.saturating_add(millis(CLAIM_LEASE)),
-                )
+                .claim_deliveries(&ids, &self.renderer.location, now_ms(), CLAIM_LEASE)
                 .await?;
             let members: Vec<PendingDelivery> = members
                 .into_iter()
@@ -363,9 +386,16 @@ impl Notifier {
                 });
             match outcome {
                 Ok(message_id) => {
-                    self.store
-                        .mark_sent(&ids, now_ms(), message_id.as_deref())
+                    let marked = self
+                        .store
+                        .mark_sent(
+                            &ids,
+                            &self.renderer.location,
+                            now_ms(),
+                            message_id.as_deref(),
+                        )
                         .await?;
+                    warn_if_taken_over(&channel_name, ids.len(), marked);
                     self.metrics.alert(&channel_name, AlertResult::Sent);
                     sent += 1;
                     tracing::info!(channel = %channel_name, event = %kind, %category, targets = alert.incidents.len(), "alert sent");
@@ -378,9 +408,16 @@ impl Notifier {
                     let oldest = members.iter().map(|d| d.created_at_ms).min().unwrap_or(now);
                     let next = now.saturating_add(millis(backoff(attempts)));
                     let give_up = e.permanent || next - oldest > millis(GIVE_UP_AFTER);
-                    self.store
-                        .mark_attempt_failed(&ids, (!give_up).then_some(next), &error)
+                    let marked = self
+                        .store
+                        .mark_attempt_failed(
+                            &ids,
+                            &self.renderer.location,
+                            (!give_up).then_some(next),
+                            &error,
+                        )
                         .await?;
+                    warn_if_taken_over(&channel_name, ids.len(), marked);
                     self.metrics.alert(
                         &channel_name,
                         if give_up {

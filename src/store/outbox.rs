@@ -84,25 +84,32 @@ impl Store {
         Ok(row)
     }
 
-    /// Marks deliveries as accepted by the channel.
+    /// Marks deliveries as accepted by the channel, where `owner` still holds them: a row
+    /// another agent took over (this one's lease lapsed while it sent) or already settled is
+    /// left as it is. Returns how many rows were this owner's to mark.
     pub async fn mark_sent(
         &self,
         ids: &[i64],
+        owner: &str,
         now_ms: i64,
         message_id: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let mut tx = self.write_tx().await?;
+        let mut marked = 0;
         for id in ids {
-            on!(tx, c => sqlx::query("update alert_deliveries set state = $1, attempts = attempts + 1, sent_at_ms = $2, last_error = null, message_id = $3, \
-                 lease_owner = null, lease_until_ms = null where id = $4")
+            marked += on!(tx, c => sqlx::query("update alert_deliveries set state = $1, attempts = attempts + 1, sent_at_ms = $2, last_error = null, message_id = $3, \
+                 lease_owner = null, lease_until_ms = null \
+                 where id = $4 and state = $5 and (lease_owner = $6 or lease_owner is null)")
                 .bind(DeliveryState::Sent)
                 .bind(now_ms)
                 .bind(message_id)
                 .bind(id)
+                .bind(DeliveryState::Pending)
+                .bind(owner)
                 .execute(c).await.map(|r| r.rows_affected()))?;
         }
         self.commit(tx).await?;
-        Ok(())
+        Ok(marked)
     }
 
     /// What the status page at `source` last said, with its validators (ETag,
@@ -269,20 +276,24 @@ impl Store {
         Ok(())
     }
 
-    /// Claims deliveries for `owner` (an agent's location) until `until_ms`: those still
+    /// Claims deliveries for `owner` (an agent's location) for `lease`: those still
     /// pending that no other agent holds a live claim on. Returns the ids claimed. Agents
     /// sharing a PostgreSQL database each claim before sending, so that a delivery goes out
     /// once; the claim of an agent that dies mid-send lapses at `until_ms`, and another agent
     /// sends it then (at least once). On PostgreSQL the update locks the row: a second agent
     /// claiming at the same moment waits, then sees the claim and skips the row.
+    ///
+    /// The lease runs for `lease` from the moment the claim is written (not from the start of
+    /// the notifier's pass, which may be long ago after slow channels).
     pub async fn claim_deliveries(
         &self,
         ids: &[i64],
         owner: &str,
         now_ms: i64,
-        until_ms: i64,
+        lease: std::time::Duration,
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.write_tx().await?;
+        let until_ms = now_ms.saturating_add(crate::clock::millis(lease));
         let mut claimed = Vec::with_capacity(ids.len());
         for id in ids {
             let row: Option<i64> = on!(tx, c => sqlx::query_scalar(
@@ -302,28 +313,60 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Records a failed attempt: retry at `next_ms`, or give up (`next_ms` = None).
+    /// Records a failed attempt: retry at `next_ms`, or give up (`next_ms` = None). Like
+    /// `mark_sent`, only rows still pending and held by `owner` (or by no one) change: a late
+    /// failure never sets another agent's sent row back to pending. Returns how many changed.
     pub async fn mark_attempt_failed(
         &self,
         ids: &[i64],
+        owner: &str,
         next_ms: Option<i64>,
         error: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let mut tx = self.write_tx().await?;
+        let mut marked = 0;
         for id in ids {
             let (state, next) = match next_ms {
                 Some(next) => (DeliveryState::Pending, Some(next)),
                 None => (DeliveryState::Failed, None),
             };
-            on!(tx, c => sqlx::query(
+            marked += on!(tx, c => sqlx::query(
                 "update alert_deliveries set state = $1, attempts = attempts + 1, \
                  next_attempt_at_ms = coalesce($2, next_attempt_at_ms), last_error = $3, \
-                 lease_owner = null, lease_until_ms = null where id = $4",
+                 lease_owner = null, lease_until_ms = null \
+                 where id = $4 and state = $5 and (lease_owner = $6 or lease_owner is null)",
             )
             .bind(state)
             .bind(next)
             .bind(error)
             .bind(id)
+            .bind(DeliveryState::Pending)
+            .bind(owner)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        }
+        self.commit(tx).await?;
+        Ok(marked)
+    }
+
+    /// Puts off pending deliveries to `next_ms` without counting an attempt, noting why:
+    /// for a channel this agent does not have (removed on reload), so that its alerts are
+    /// kept for when it comes back instead of being given up.
+    pub async fn postpone_deliveries(
+        &self,
+        ids: &[i64],
+        next_ms: i64,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        for id in ids {
+            on!(tx, c => sqlx::query(
+                "update alert_deliveries set next_attempt_at_ms = $1, last_error = $2 \
+                 where id = $3 and state = $4 and lease_owner is null",
+            )
+            .bind(next_ms)
+            .bind(note)
+            .bind(id)
+            .bind(DeliveryState::Pending)
             .execute(c).await.map(|r| r.rows_affected()))?;
         }
         self.commit(tx).await?;

@@ -105,7 +105,7 @@ async fn reminders_follow_the_last_message_sent_and_a_restart_changes_nothing(en
     let due = store.pending_deliveries(t0).await.unwrap();
     assert_eq!(due.len(), 1);
     store
-        .mark_sent(&[due[0].delivery_id], t0 + 1_000, None)
+        .mark_sent(&[due[0].delivery_id], "lab", t0 + 1_000, None)
         .await
         .unwrap();
 
@@ -137,7 +137,7 @@ async fn reminders_follow_the_last_message_sent_and_a_restart_changes_nothing(en
     let due = store.pending_deliveries(t0 + 9 * hour).await.unwrap();
     assert_eq!((due.len(), due[0].kind.as_str()), (1, "reminder"));
     store
-        .mark_sent(&[due[0].delivery_id], t0 + 9 * hour, None)
+        .mark_sent(&[due[0].delivery_id], "lab", t0 + 9 * hour, None)
         .await
         .unwrap();
     assert_eq!(
@@ -407,7 +407,95 @@ async fn rollups_add_up_per_batch_and_retention_takes_each_targets_old_hours(eng
     store.close().await;
 }
 
+/// A sender whose claim lapsed (a frozen process) never settles a delivery another agent
+/// took over: not set back to pending, not marked sent twice. A claim runs from the moment
+/// it is taken.
+async fn a_lapsed_claim_never_changes_a_delivery_another_agent_took_over(engine: Engine) {
+    use openai_watch::catalog::Category;
+    use openai_watch::config::Detection;
+    use openai_watch::store::Routing;
+    use std::time::Duration;
+    let ws = Workspace::on(engine);
+    let store = ws.store().await;
+    let routing = Routing {
+        channels: vec![openai_watch::store::ChannelRoute {
+            name: "hook".into(),
+            categories: vec![Category::Auth],
+        }],
+        routes: Vec::new(),
+        send_resolved: true,
+        group_wait_ms: 0,
+    };
+    let t0 = 1_700_000_000_000;
+    store
+        .record(
+            "fra-1",
+            &[observation("prod", "invalid_api_key", t0)],
+            &mut std::collections::HashMap::new(),
+            &Detection::default(),
+            &routing,
+        )
+        .await
+        .unwrap();
+    let id = store.pending_deliveries(t0).await.unwrap()[0].delivery_id;
+    let lease = Duration::from_secs(60);
+    // fra-1 claims late in a long pass: the lease counts from the claim.
+    assert_eq!(
+        store
+            .claim_deliveries(&[id], "fra-1", t0 + 50_000, lease)
+            .await
+            .unwrap(),
+        vec![id]
+    );
+    assert!(
+        store
+            .claim_deliveries(&[id], "iad-1", t0 + 100_000, lease)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the claim holds 60 s from when it was taken"
+    );
+    // fra-1 freezes; its claim lapses and iad-1 sends.
+    assert_eq!(
+        store
+            .claim_deliveries(&[id], "iad-1", t0 + 111_000, lease)
+            .await
+            .unwrap(),
+        vec![id]
+    );
+    assert_eq!(
+        store
+            .mark_sent(&[id], "iad-1", t0 + 112_000, None)
+            .await
+            .unwrap(),
+        1
+    );
+    // fra-1 resumes: its failure and its success change nothing.
+    assert_eq!(
+        store
+            .mark_attempt_failed(&[id], "fra-1", Some(t0 + 200_000), "timed out")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .mark_sent(&[id], "fra-1", t0 + 113_000, None)
+            .await
+            .unwrap(),
+        0
+    );
+    let rows: Vec<(String, i64, Option<String>)> = ws
+        .rows(&format!(
+            "select state, attempts, last_error from alert_deliveries where id = {id}"
+        ))
+        .await;
+    assert_eq!(rows, vec![("sent".to_string(), 1, None)]);
+    store.close().await;
+}
+
 crate::both_engines!(
+    a_lapsed_claim_never_changes_a_delivery_another_agent_took_over,
     reminders_follow_the_last_message_sent_and_a_restart_changes_nothing,
     rollups_add_up_per_batch_and_retention_takes_each_targets_old_hours,
 );
