@@ -15,7 +15,13 @@ pub struct Health {
     last_ping_ms: AtomicI64,
     /// The last probe that could not be made for a reason on this machine: (when, why).
     local_failure: Mutex<Option<(i64, String)>>,
+    /// When the write of probes now under way began; 0 when none is.
+    write_began_ms: AtomicI64,
 }
+
+/// A write of probes that has not ended after this long is a stall (a lock held by another
+/// agent, a database that does not answer), reported before it fails.
+pub const WRITE_STALL_MS: i64 = 10_000;
 
 /// How long a probe that failed on this machine keeps `/healthz` unhealthy.
 pub const LOCAL_FAILURE_SHOWN_MS: i64 = 60_000;
@@ -51,6 +57,16 @@ impl Health {
         })
     }
 
+    /// The recorder starts writing probes.
+    pub fn write_began(&self, now_ms: i64) {
+        self.write_began_ms.store(now_ms.max(1), Ordering::Relaxed);
+    }
+
+    /// The recorder's write ended, whatever its outcome.
+    pub fn write_ended(&self) {
+        self.write_began_ms.store(0, Ordering::Relaxed);
+    }
+
     pub fn db_written(&self) {
         *self.db_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
@@ -81,6 +97,13 @@ impl Health {
             return Err(format!(
                 "scheduler stalled: no heartbeat for {} s",
                 (now_ms - beat) / 1000
+            ));
+        }
+        let began = self.write_began_ms.load(Ordering::Relaxed);
+        if began != 0 && now_ms - began > WRITE_STALL_MS {
+            return Err(format!(
+                "database: a write has waited {} s (a lock held by another agent, or the database does not answer)",
+                (now_ms - began) / 1000
             ));
         }
         if let Some(e) = self

@@ -85,6 +85,7 @@ pub struct Metrics {
     ratelimit_limit: Family<RateLimitLabels, Gauge>,
     alerts: Family<AlertLabels, Counter>,
     upstream_indicator: Gauge,
+    probes_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -106,6 +107,12 @@ impl Metrics {
         let ratelimit_limit = Family::<RateLimitLabels, Gauge>::default();
         let alerts = Family::<AlertLabels, Counter>::default();
         let upstream_indicator = Gauge::default();
+        let probes_dropped = Counter::default();
+        registry.register(
+            "openai_watch_probes_dropped",
+            "Probes made but never stored: the database could not be written for so long that the oldest unwritten ones were dropped",
+            probes_dropped.clone(),
+        );
         registry.register(
             "openai_watch_upstream_indicator",
             "OpenAI's status page: 0 none, 1 minor, 2 major, 3 critical, -1 unavailable",
@@ -156,7 +163,13 @@ impl Metrics {
             ratelimit_limit,
             alerts,
             upstream_indicator,
+            probes_dropped,
         }
+    }
+
+    /// Counts probes dropped unwritten.
+    pub fn probes_dropped(&self, n: usize) {
+        self.probes_dropped.inc_by(n as u64);
     }
 
     /// Counts a probe.

@@ -19,9 +19,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 }
 
 fn passes_on_its_own(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref::<LockError>(), Some(LockError::Held { .. }))
-        || matches!(
-            e.downcast_ref::<StoreError>(),
-            Some(StoreError::MigrationStuck { .. })
-        )
+    matches!(
+        e.downcast_ref::<LockError>(),
+        Some(LockError::Held { .. } | LockError::LocationTaken { .. })
+    ) || matches!(
+        e.downcast_ref::<StoreError>(),
+        Some(StoreError::MigrationStuck { .. })
+    )
 }

@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::health::Health;
-use crate::store::{AgentRow, SessionLock, Store};
+use crate::store::{AgentRow, Continuity, SessionLock, Store};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,21 +24,33 @@ pub fn beat_every(silent_after: Duration) -> Duration {
     (silent_after / 3).clamp(Duration::from_millis(500), BEAT_AT_MOST_EVERY)
 }
 
+/// A clock this far off the database's is warned about: agents compare times by the
+/// database's clock, but the probes' times are each agent's own.
+const CLOCK_OFF_WARN_MS: i64 = 2_000;
+
 /// Writes this agent's heartbeat while its scheduler is healthy, opening and resolving
-/// `monitor` incidents; wakes the notifier when that wrote an alert.
+/// `monitor` incidents; wakes the notifier when that wrote an alert. Holds `location_lock`
+/// (the proof that no other live agent uses this location), taking it again when its
+/// connection was lost.
 pub async fn heartbeat(
     store: Store,
     config: watch::Receiver<Arc<Config>>,
     health: Arc<Health>,
     wake: Arc<Notify>,
+    location_lock: SessionLock,
     cancel: CancellationToken,
 ) {
     let started_at_ms = crate::clock::now_ms();
     let client = switch_client();
     let mut last_switch: Option<tokio::time::Instant> = None;
+    let mut continuity: Option<Continuity> = None;
+    let mut clock_off = false;
+    let mut location_lock = Some((config.borrow().location.clone(), location_lock));
     loop {
         let current = config.borrow().clone();
+        let every = beat_every(current.silent_after);
         let now = crate::clock::now_ms();
+        keep_location(&store, &current.location, &mut location_lock).await;
         if health.scheduler_ok(now) {
             let me = AgentRow {
                 location: current.location.clone(),
@@ -47,11 +59,28 @@ pub async fn heartbeat(
                 started_at_ms,
                 version: crate::cli::version().to_string(),
             };
+            // Two beats missed, and a margin, make a gap.
+            let max_gap_ms = 2 * crate::clock::millis(every) + 2_000;
+            let seen = continuity.get_or_insert_with(|| Continuity::new(max_gap_ms));
             match store
-                .heartbeat(&me, now, &crate::notify::routing(&current))
+                .heartbeat(&me, seen, &crate::notify::routing(&current))
                 .await
             {
                 Ok(beat) => {
+                    health.db_written();
+                    seen.beat(beat.at_ms);
+                    let off = now.saturating_sub(beat.at_ms);
+                    if (off.abs() > CLOCK_OFF_WARN_MS) != clock_off {
+                        clock_off = !clock_off;
+                        if clock_off {
+                            tracing::warn!(
+                                off_ms = off,
+                                "this machine's clock is off the database's; agents compare times by the database's clock, but probe times are this machine's: run NTP (systemd-timesyncd, chrony)"
+                            );
+                        } else {
+                            tracing::info!("this machine's clock agrees with the database's again");
+                        }
+                    }
                     for c in &beat.recorded.changes {
                         tracing::warn!(agent = %c.target, incident = c.incident_id, transition = ?c.transition, "monitor incident");
                     }
@@ -59,7 +88,10 @@ pub async fn heartbeat(
                         wake.notify_one();
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot write the heartbeat; will retry"),
+                Err(e) => {
+                    health.db_failed(format!("cannot write the heartbeat: {e}"));
+                    tracing::warn!(error = %e, "cannot write the heartbeat; will retry");
+                }
             }
             if let (Some(url), Some(client)) = (&current.heartbeat_url, &client)
                 && last_switch.is_none_or(|t| t.elapsed() >= SWITCH_EVERY)
@@ -70,8 +102,29 @@ pub async fn heartbeat(
         }
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = tokio::time::sleep(beat_every(current.silent_after)) => {}
+            () = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+/// Takes the location lock again when its connection was lost (a database restart) or the
+/// location changed on reload.
+async fn keep_location(store: &Store, location: &str, lock: &mut Option<(String, SessionLock)>) {
+    if let Some((held, l)) = lock.as_mut()
+        && held == location
+        && l.alive().await
+    {
+        return;
+    }
+    if lock.take().is_some() {
+        tracing::info!(%location, "taking the lock on this agent's location again");
+    }
+    match store.try_location_lock(location).await {
+        Ok(Some(l)) => *lock = Some((location.to_string(), l)),
+        Ok(None) => {
+            tracing::error!(%location, "another live agent now uses this location: give each agent its own [agent] location")
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot take the location lock; will retry"),
     }
 }
 

@@ -46,6 +46,14 @@ pub async fn run(
             config.database.describe()
         )
     })?;
+    // A second live agent under the same location would take over the first one's leases
+    // and mask its death: refused, as a second writer of a SQLite file is.
+    let location_lock = store
+        .try_location_lock(&config.location)
+        .await?
+        .ok_or_else(|| crate::store::LockError::LocationTaken {
+            location: config.location.clone(),
+        })?;
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(config.dashboard.listen)
@@ -116,6 +124,7 @@ pub async fn run(
         config_rx.clone(),
         health.clone(),
         wake_notifier,
+        location_lock,
         cancel.clone(),
     ));
     tracker.spawn(maintenance::run(

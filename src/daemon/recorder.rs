@@ -129,9 +129,9 @@ impl Recorder {
                     Ok(None) | Err(_) => break,
                 }
             }
-            self.flush().await;
+            self.flush(&mut rx).await;
         }
-        self.flush().await;
+        self.flush(&mut rx).await;
         if !self.pending.is_empty() {
             tracing::warn!(
                 rows = self.pending.len(),
@@ -228,9 +228,54 @@ impl Recorder {
                 .is_some_and(|s| s.open.contains_key(&o.entry.category))
     }
 
-    async fn flush(&mut self) {
-        self.write_pending().await;
+    /// Writes what is pending. While the write waits (a database that does not answer can
+    /// hold it for seconds), what the scheduler sends is taken off the queue all the same, so
+    /// that probing never waits for the database; beyond `MAX_PENDING` the oldest are dropped.
+    async fn flush(&mut self, rx: &mut mpsc::Receiver<Observation>) {
+        let mut arrived = std::collections::VecDeque::new();
+        let mut lost = 0;
+        {
+            let write = self.write_pending();
+            tokio::pin!(write);
+            loop {
+                tokio::select! {
+                    () = &mut write => break,
+                    Some(o) = rx.recv() => {
+                        arrived.push_back(o);
+                        if arrived.len() > MAX_PENDING {
+                            arrived.pop_front();
+                            lost += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if lost > 0 {
+            self.metrics.probes_dropped(lost);
+            tracing::warn!(
+                dropped = lost,
+                "database still not writable; oldest unwritten probes dropped"
+            );
+        }
+        for o in arrived {
+            self.accept(o);
+        }
+        self.drop_oldest_beyond_cap();
         self.pending_failure = self.pending.iter().any(|o| self.may_open(o));
+    }
+
+    /// Keeps at most `MAX_PENDING` unwritten rows: the oldest go first, counted and logged.
+    fn drop_oldest_beyond_cap(&mut self) {
+        if self.pending.len() <= MAX_PENDING {
+            return;
+        }
+        let drop = self.pending.len() - MAX_PENDING;
+        self.pending.drain(..drop);
+        self.metrics.probes_dropped(drop);
+        tracing::warn!(
+            dropped = drop,
+            "database still not writable; oldest unwritten probes dropped"
+        );
     }
 
     async fn write_pending(&mut self) {
@@ -240,7 +285,8 @@ impl Recorder {
         if self.pending.is_empty() {
             return;
         }
-        match self
+        self.health.write_began(crate::clock::now_ms());
+        let written = self
             .store
             .record(
                 &self.location,
@@ -249,8 +295,9 @@ impl Recorder {
                 &self.detection,
                 &self.routing,
             )
-            .await
-        {
+            .await;
+        self.health.write_ended();
+        match written {
             Ok(recorded) => {
                 if self.failing {
                     tracing::info!(
@@ -276,14 +323,7 @@ impl Recorder {
                     tracing::error!(error = %e, "cannot write probes to the database; keeping them in memory");
                 }
                 self.failing = true;
-                if self.pending.len() > MAX_PENDING {
-                    let drop = self.pending.len() - MAX_PENDING;
-                    self.pending.drain(..drop);
-                    tracing::warn!(
-                        dropped = drop,
-                        "database still not writable; oldest unwritten probes dropped"
-                    );
-                }
+                self.drop_oldest_beyond_cap();
             }
         }
     }

@@ -5,17 +5,19 @@
 mod channel_test;
 pub mod email;
 pub mod message;
+mod renderer;
 pub mod webhook;
 
 use crate::clock::{millis, now_ms};
 use crate::config::Config;
 use crate::domain::{Category, EventKind, ProbeKind};
 use crate::metrics::{AlertResult, Metrics};
-use crate::redact;
 use crate::silence::{Suppression, Suppressor};
 use crate::store::{ChannelRoute, IncidentRow, PendingDelivery, Routing, Store, StoreError};
 pub use channel_test::{TestOutcome, test};
-use message::{Alert, IncidentView, MessageKind};
+use message::{Alert, MessageKind};
+pub use renderer::Renderer;
+use renderer::mask;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,53 +147,6 @@ pub fn channels(config: &Config) -> anyhow::Result<Vec<(String, Channel)>> {
         ));
     }
     Ok(out)
-}
-
-/// Turns incident rows into alerts: knows the targets' base URLs and the dashboard's address.
-pub struct Renderer {
-    base_urls: HashMap<String, String>,
-    public_url: String,
-    location: String,
-}
-
-impl Renderer {
-    pub fn new(config: &Config) -> Renderer {
-        Renderer {
-            base_urls: config
-                .targets
-                .iter()
-                .map(|t| (t.name().to_string(), t.base_url.to_string()))
-                .collect(),
-            public_url: config.dashboard.public_url(),
-            location: config.location.clone(),
-        }
-    }
-
-    /// Builds the message for a group of incidents.
-    pub fn alert(&self, kind: MessageKind, category: Category, rows: &[IncidentRow]) -> Alert {
-        Alert {
-            kind,
-            category,
-            incidents: rows
-                .iter()
-                .map(|r| {
-                    IncidentView::new(
-                        r,
-                        self.base_urls.get(&r.target).map_or("", String::as_str),
-                        &self.public_url,
-                    )
-                })
-                .collect(),
-            dashboard_url: self.public_url.clone(),
-            location: self.location.clone(),
-            upstream: None,
-        }
-    }
-}
-
-fn mask(secrets: &[secrecy::SecretString], text: &str) -> String {
-    let secrets: Vec<&str> = secrets.iter().map(crate::config::expose).collect();
-    redact::clean_message(text, &secrets)
 }
 
 /// Events grouped into one message: same channel, same kind, same category.
@@ -346,7 +301,13 @@ impl Notifier {
             let ids: Vec<i64> = members.iter().map(|d| d.delivery_id).collect();
             let claimed = self
                 .store
-                .claim_deliveries(&ids, &self.renderer.location, now_ms(), CLAIM_LEASE)
+                .claim_deliveries(
+                    &ids,
+                    &self.renderer.location,
+                    // Leases are compared across agents: by the database's clock.
+                    self.store.clock_ms().await?,
+                    CLAIM_LEASE,
+                )
                 .await?;
             let members: Vec<PendingDelivery> = members
                 .into_iter()

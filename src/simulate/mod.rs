@@ -126,12 +126,13 @@ impl SimState {
             .insert(tag.to_string(), message.to_string());
     }
 
-    /// Sets the share of the rate limits left (0 to 1) that answers for `tag` report.
+    /// Sets the share of the rate limits left (0 to 1) that answers for `tag` report; a
+    /// negative share reports a negative count, as a broken relay might.
     pub fn set_tag_remaining(&self, tag: &str, share: f64) {
         self.remaining
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(tag.to_string(), share.clamp(0.0, 1.0));
+            .insert(tag.to_string(), share.clamp(-1.0, 1.0));
     }
 
     /// The bodies POSTed to `/_sim/webhook`, oldest first.
@@ -182,6 +183,11 @@ impl SimState {
     /// The requests answered so far (the latest `LOG_CAPACITY`).
     pub fn requests(&self) -> Vec<RequestLog> {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many requests came so far (without copying the log).
+    pub fn request_count(&self) -> usize {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     fn default_scenario(&self) -> String {

@@ -37,20 +37,80 @@ impl AgentRow {
 #[derive(Debug)]
 pub struct Heartbeat {
     pub recorded: Recorded,
+    /// The time the heartbeat was written at, by the database's clock.
+    pub at_ms: i64,
+}
+
+/// Since when an agent's own heartbeats have followed each other without a gap, by the
+/// database's clock: it judges others silent only within that time. After it could not
+/// write for a while itself (a database outage, a lock held by a frozen agent, this process
+/// stopped), the others' silence is its own view's gap, not theirs, until they had
+/// `silent_after` to write again.
+#[derive(Debug, Clone, Copy)]
+pub struct Continuity {
+    last_beat_ms: Option<i64>,
+    since_ms: i64,
+    /// The longest pause between two heartbeats that is not a gap.
+    max_gap_ms: i64,
+}
+
+impl Continuity {
+    pub fn new(max_gap_ms: i64) -> Continuity {
+        Continuity {
+            last_beat_ms: None,
+            since_ms: 0,
+            max_gap_ms,
+        }
+    }
+
+    /// From when others' silence counts, for a heartbeat at `now_ms`.
+    fn judge_from(&self, now_ms: i64) -> i64 {
+        match self.last_beat_ms {
+            Some(last) if now_ms.saturating_sub(last) <= self.max_gap_ms => self.since_ms,
+            _ => now_ms,
+        }
+    }
+
+    /// A heartbeat was written at `at_ms`.
+    pub fn beat(&mut self, at_ms: i64) {
+        self.since_ms = self.judge_from(at_ms);
+        self.last_beat_ms = Some(at_ms);
+    }
+}
+
+/// The class of the advisory locks (two-key form) that say a location is in use.
+const LOCATION_LOCK_CLASS: i32 = 0x6f77;
+
+/// The database's clock, in Unix ms: every agent of a fleet compares times by this one
+/// clock, never by its own. SQLite is one machine: its clock is the daemon's.
+pub(super) async fn database_now_ms(tx: &mut super::Tx) -> Result<i64, StoreError> {
+    if !tx.is_postgres() {
+        return Ok(crate::clock::now_ms());
+    }
+    Ok(on!(tx, c => sqlx::query_scalar::<_, i64>(
+        "select (extract(epoch from clock_timestamp()) * 1000)::bigint",
+    )
+    .fetch_one(c).await)?)
 }
 
 impl Store {
     /// Writes the heartbeat of the agent at `me`; resolves the `monitor` incident about it, if
     /// one is open (it is back); and opens one about every other agent silent for longer than
     /// its `silent_after`, alerted through `routing`. One transaction, agents taking turns.
+    ///
+    /// Times are the database's (`me.seen_at_ms` is ignored). No agent is found silent for
+    /// a silence that began before this agent's own heartbeats became continuous
+    /// (`continuity`, which the caller updates once the heartbeat is written).
     pub async fn heartbeat(
         &self,
         me: &AgentRow,
-        now_ms: i64,
+        continuity: &Continuity,
         routing: &Routing,
     ) -> Result<Heartbeat, StoreError> {
         let mut tx = self.write_tx().await?;
         tx.serialize(super::engine::INCIDENTS_LOCK).await?;
+        let now_ms = database_now_ms(&mut tx).await?;
+        let judge_from_ms = continuity.judge_from(now_ms);
         on!(tx, c => sqlx::query(
             "insert into agents (location, seen_at_ms, silent_after_ms, started_at_ms, version) \
              values ($1, $2, $3, $4, $5) on conflict (location) do update set \
@@ -96,7 +156,11 @@ impl Store {
         )
         .bind(&me.location)
         .fetch_all(c).await)?;
-        for other in others.iter().filter(|a| a.is_silent(now_ms)) {
+        let silent = others.iter().filter(|a| {
+            a.is_silent(now_ms)
+                && now_ms.saturating_sub(a.seen_at_ms.max(judge_from_ms)) > a.silent_after_ms
+        });
+        for other in silent {
             let target = monitor_target(&other.location);
             let since = crate::timefmt::rfc3339(other.seen_at_ms);
             let message = format!(
@@ -145,7 +209,21 @@ impl Store {
             });
         }
         self.commit(tx).await?;
-        Ok(Heartbeat { recorded })
+        Ok(Heartbeat {
+            recorded,
+            at_ms: now_ms,
+        })
+    }
+
+    /// The database's clock, in Unix ms (the daemon's own on SQLite).
+    pub async fn clock_ms(&self) -> Result<i64, StoreError> {
+        if !self.is_postgres() {
+            return Ok(crate::clock::now_ms());
+        }
+        Ok(on!(self.pool, c => sqlx::query_scalar::<_, i64>(
+            "select (extract(epoch from clock_timestamp()) * 1000)::bigint",
+        )
+        .fetch_one(c).await)?)
     }
 
     /// Every agent that has written a heartbeat, by location.
@@ -175,6 +253,26 @@ impl SessionLock {
 }
 
 impl Store {
+    /// Takes the lock that says `location` is in use, held while this agent's connection
+    /// lives; `None` when another live agent holds it (a second agent under the same name
+    /// would take over the first one's leases and mask its death). Always granted on SQLite,
+    /// which has one writer.
+    pub async fn try_location_lock(
+        &self,
+        location: &str,
+    ) -> Result<Option<SessionLock>, StoreError> {
+        let super::engine::Pool::Postgres(pool) = &self.pool else {
+            return Ok(Some(SessionLock { conn: None }));
+        };
+        let mut conn = pool.acquire().await?.detach();
+        let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, hashtext($2))")
+            .bind(LOCATION_LOCK_CLASS)
+            .bind(location)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(got.then_some(SessionLock { conn: Some(conn) }))
+    }
+
     /// Takes the advisory lock `key` if no other agent holds it; `None` when one does.
     pub async fn try_session_lock(&self, key: i64) -> Result<Option<SessionLock>, StoreError> {
         let super::engine::Pool::Postgres(pool) = &self.pool else {

@@ -22,6 +22,10 @@ pub enum LockError {
         "another openai-watch daemon is already running on {db} (it holds {lock}): stop it first, or give this one its own [storage] path"
     )]
     Held { db: String, lock: String },
+    #[error(
+        "another live agent already uses the location {location:?} on this database: give each agent its own [agent] location (the default is the host name)"
+    )]
+    LocationTaken { location: String },
     #[error("cannot use the lock file {lock}: {source}")]
     Io {
         lock: String,

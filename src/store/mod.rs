@@ -15,9 +15,9 @@ mod probes;
 mod retention;
 mod silences;
 
-pub use agents::{AGENT_SILENT, AgentRow, Heartbeat, SessionLock, monitor_target};
+pub use agents::{AGENT_SILENT, AgentRow, Continuity, Heartbeat, SessionLock, monitor_target};
 pub use copy::{CopyError, CopyProgress};
-pub use engine::HOUSEKEEPING_LOCK;
+pub use engine::{HOUSEKEEPING_LOCK, INCIDENTS_LOCK};
 pub use incidents::{ChannelRoute, IncidentChange, IncidentRow, Recorded, Routing};
 use lock::MigrationLock;
 pub use lock::{LockError, WriterLock, lock_path, migration_lock_path};
@@ -65,7 +65,10 @@ impl StoreError {
             | StoreError::OpenPostgres { .. }
             | StoreError::Lock(_)
             | StoreError::MigrationStuck { .. } => true,
-            StoreError::Migrate(_) | StoreError::Newer { .. } | StoreError::Older { .. } => false,
+            StoreError::Migrate(_)
+            | StoreError::Newer { .. }
+            | StoreError::Older { .. }
+            | StoreError::Limit(_) => false,
         }
     }
 }
@@ -222,6 +225,9 @@ impl Changes {
 pub enum StoreError {
     #[error("cannot open the database {path}: {source}")]
     Open { path: String, source: sqlx::Error },
+    /// A write refused because it would pass a limit; the text says which and what to do.
+    #[error("{0}")]
+    Limit(String),
     /// A PostgreSQL database could not be opened; `reason` never holds the URL's userinfo.
     #[error("cannot open the database {path}: {reason}")]
     OpenPostgres { path: String, reason: String },
@@ -393,11 +399,13 @@ impl Store {
             .options([
                 ("lock_timeout", "5s"),
                 ("statement_timeout", "30s"),
-                ("idle_in_transaction_session_timeout", "15s"),
+                ("idle_in_transaction_session_timeout", "10s"),
                 ("tcp_keepalives_idle", "10"),
                 ("tcp_keepalives_interval", "5"),
                 ("tcp_keepalives_count", "3"),
-            ]);
+            ])
+            // Which process a session is, in pg_stat_activity and pg_locks.
+            .application_name(&format!("openai-watch/{}", std::process::id()));
         let pool = match PgPoolOptions::new()
             .max_connections(5)
             .min_connections(1)

@@ -41,6 +41,10 @@ async fn audit(
     Ok(())
 }
 
+/// The most silences that may be active or to come at once: each is matched against every
+/// alert and shown on the status page.
+pub const MAX_SILENCES: i64 = 1000;
+
 impl Store {
     /// Stores a silence (validated by the caller) and its audit row.
     pub async fn add_silence(
@@ -50,6 +54,14 @@ impl Store {
         now_ms: i64,
     ) -> Result<Silence, StoreError> {
         let mut tx = self.write_tx().await?;
+        let live: i64 = on!(tx, c => sqlx::query_scalar("select count(*) from silences where ends_at_ms > $1")
+            .bind(now_ms)
+            .fetch_one(c).await)?;
+        if live >= MAX_SILENCES {
+            return Err(StoreError::Limit(format!(
+                "{live} silences have not ended, the most there may be: expire some (silence expire ID) or silence more broadly with a `*` glob"
+            )));
+        }
         let silence = on!(tx, c => sqlx::query_as::<_, Silence>(sqlx::AssertSqlSafe(format!(
             "insert into silences (target, category, error_id, location, starts_at_ms, ends_at_ms, \
              comment, created_by, created_at_ms) values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning {SILENCE_COLUMNS}"

@@ -1,0 +1,313 @@
+//! A fleet under faults, black-box: agents as separate processes on a real PostgreSQL, one
+//! of them frozen inside a transaction, the database cut off behind a proxy, a second agent
+//! under a location that is taken. Nobody stops writing for long, nobody is blamed for the
+//! fault of another or of the database, and no location is used twice.
+
+use crate::helpers::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+const KEY: &str = "sk-fleet-faults-key-000000000000";
+/// The advisory lock agents take for incident changes (the product's `INCIDENTS_LOCK`).
+const INCIDENTS_LOCK: i64 = openai_watch::store::INCIDENTS_LOCK;
+
+fn agent_config(ws: &Workspace, url: &str, location: &str, targets: &str) -> std::path::PathBuf {
+    let path = ws.dir.path().join(format!("{location}.toml"));
+    let text = format!(
+        "[agent]\nlocation = \"{location}\"\nsilent_after = \"3s\"\n\n[storage]\nurl = \"{url}\"\n\n\
+         [dashboard]\nlisten = \"127.0.0.1:0\"\n\n{targets}"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn targets(sim: &openai_watch::simulate::Simulator, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            TargetSpec {
+                name: &format!("t{i}"),
+                base_url: sim.base_url("ok"),
+                key_env: Some("K"),
+                timeout: "10s",
+                probes: &[("models", "1s")],
+            }
+            .toml()
+        })
+        .collect()
+}
+
+async fn probes_from(ws: &Workspace, location: &str) -> i64 {
+    ws.try_count(&format!(
+        "select count(*) from probes where location = '{location}'"
+    ))
+    .await
+    .unwrap_or(0)
+}
+
+async fn monitor_incidents(ws: &Workspace) -> Vec<(String,)> {
+    ws.rows("select target from incidents where category = 'monitor' order by id")
+        .await
+}
+
+/// A TCP proxy in front of the database that the test can cut (every connection dropped,
+/// new ones accepted and never answered, as behind a dead route) and restore: a network
+/// outage between agents and database.
+struct Proxy {
+    port: u16,
+    open: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let links = Arc::new(Mutex::new(Vec::new()));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let (o, l, h) = (open.clone(), links.clone(), held.clone());
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                if !o.load(Ordering::SeqCst) {
+                    h.lock().unwrap().push(down); // never answered
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                l.lock().unwrap().push(link);
+            }
+        });
+        Proxy {
+            port,
+            open,
+            links,
+            held,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        self.held.lock().unwrap().clear();
+    }
+}
+
+fn port_of(url: &str) -> u16 {
+    let after_host = url.rsplit_once(':').unwrap().1;
+    after_host.split('/').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_live_agent_with_a_taken_location_is_refused_and_a_restart_is_not() {
+    let sim = start_simulator().await;
+    let ws = Workspace::on(Engine::Postgres);
+    let url = ws.pg_url.clone().unwrap();
+    let config = agent_config(&ws, &url, "fra-1", &targets(&sim, 1));
+    let first = Daemon::start(&config, &[("K", KEY)]);
+    eventually("fra-1's heartbeat", || async {
+        (ws.try_count("select count(*) from agents").await == Some(1)).then_some(())
+    })
+    .await;
+    // The same location again, as two hosts with the same name would by default.
+    let twin = run_cli(
+        &["--config", config.to_str().unwrap(), "run"],
+        &[("K", KEY)],
+        ws.dir.path(),
+    )
+    .await;
+    let err = String::from_utf8_lossy(&twin.stderr);
+    assert_eq!(twin.status.code(), Some(75), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains("\"fra-1\"") && errors[0].contains("[agent] location"),
+        "{err}"
+    );
+
+    // Killed, the first one's location is free at once: a restart is not a twin.
+    let mut first = first;
+    first.child.start_kill().unwrap();
+    let _ = first.child.wait().await;
+    let restarted = Daemon::start(&config, &[("K", KEY)]);
+    let before = probes_from(&ws, "fra-1").await;
+    eventually("the restarted agent probes and writes", || async {
+        (probes_from(&ws, "fra-1").await >= before + 3).then_some(())
+    })
+    .await;
+    let (status, log) = restarted.terminate().await;
+    assert!(status.success(), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_frozen_inside_a_transaction_stops_no_one_and_blames_no_one() {
+    use sqlx::Connection;
+    let sim = start_simulator().await;
+    let ws = Workspace::on(Engine::Postgres);
+    let url = ws.pg_url.clone().unwrap();
+    let mut agents = Vec::new();
+    for location in ["fra-1", "iad-1", "sfo-1"] {
+        let config = agent_config(&ws, &url, location, &targets(&sim, 2));
+        agents.push(Daemon::start(&config, &[("K", KEY)]));
+    }
+    eventually("three heartbeats", || async {
+        (ws.try_count("select count(*) from agents").await == Some(3)).then_some(())
+    })
+    .await;
+    let fra_app = format!("openai-watch/{}", agents[0].child.id().unwrap());
+    let fra_waiting = format!(
+        "select count(*) from pg_locks l join pg_stat_activity a using (pid) \
+         where l.locktype = 'advisory' and a.application_name = '{fra_app}' and not l.granted"
+    );
+    let fra_holding = fra_waiting.replace("not l.granted", "l.granted");
+
+    // Hold the agents' lock until fra-1 waits for it inside a transaction; freeze fra-1;
+    // let go: fra-1's session is granted the lock while its process is stopped.
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut tx = holder.begin().await.unwrap();
+    sqlx::query("select pg_advisory_xact_lock($1)")
+        .bind(INCIDENTS_LOCK)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    eventually("fra-1 waiting for the lock", || async {
+        (ws.try_count(&fra_waiting).await.unwrap_or(0) > 0).then_some(())
+    })
+    .await;
+    agents[0].signal("STOP");
+    tx.commit().await.unwrap();
+    eventually("fra-1's frozen session holding the lock", || async {
+        (ws.try_count(&fra_holding).await.unwrap_or(0) > 0).then_some(())
+    })
+    .await;
+
+    // The others write again while fra-1 stays frozen: its session loses the lock.
+    let iad = probes_from(&ws, "iad-1").await;
+    let sfo = probes_from(&ws, "sfo-1").await;
+    eventually("iad-1 and sfo-1 writing while fra-1 is frozen", || async {
+        (probes_from(&ws, "iad-1").await >= iad + 5 && probes_from(&ws, "sfo-1").await >= sfo + 5)
+            .then_some(())
+    })
+    .await;
+
+    // fra-1 resumes and writes again; a while later, nobody has blamed iad-1 or sfo-1.
+    agents[0].signal("CONT");
+    let fra = probes_from(&ws, "fra-1").await;
+    eventually("fra-1 writing again", || async {
+        (probes_from(&ws, "fra-1").await >= fra + 5).then_some(())
+    })
+    .await;
+    let blamed: Vec<String> = monitor_incidents(&ws)
+        .await
+        .into_iter()
+        .map(|(t,)| t)
+        .filter(|t| t != "agent:fra-1")
+        .collect();
+    assert!(
+        blamed.is_empty(),
+        "agents that were blocked were blamed: {blamed:?}"
+    );
+    for agent in agents {
+        let (status, log) = agent.terminate().await;
+        assert!(status.success(), "{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_longer_than_silent_after_pages_no_one_and_probing_goes_on() {
+    let sim = start_simulator().await;
+    let ws = Workspace::on(Engine::Postgres);
+    let url = ws.pg_url.clone().unwrap();
+    let proxy = Proxy::start(port_of(&url)).await;
+    let via_proxy = url.replace(
+        &format!(":{}/", port_of(&url)),
+        &format!(":{}/", proxy.port),
+    );
+    // fra-1 probes 300 targets a second, as a large agent does; iad-1 one.
+    let n = 300;
+    let mut agents = Vec::new();
+    for (location, count) in [("fra-1", n), ("iad-1", 1)] {
+        let config = agent_config(&ws, &via_proxy, location, &targets(&sim, count));
+        agents.push(Daemon::start(&config, &[("K", KEY)]));
+    }
+    eventually("two heartbeats", || async {
+        (ws.try_count("select count(*) from agents").await == Some(2)).then_some(())
+    })
+    .await;
+    let dashboard = agents[0].dashboard_url().await;
+    let http = http_client();
+    // Eight times silent_after without the database.
+    proxy.cut();
+    let cut_at = openai_watch::clock::now_ms();
+    let asked_before = sim.state.request_count();
+    eventually("/healthz to say the database cannot be written", || async {
+        let answer = http.get(format!("{dashboard}/healthz")).send().await.ok()?;
+        (answer.status() == 503).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(24)).await;
+    let asked = sim.state.request_count() - asked_before;
+    let outage_ms = openai_watch::clock::now_ms() - cut_at;
+    proxy.restore();
+    let restored_at = openai_watch::clock::now_ms();
+    // Probing went on at its pace: n + 1 targets a second, less a margin for a loaded
+    // machine (a scheduler blocked by the recorder made a fraction of this).
+    let expected = (n as i64 + 1) * outage_ms / 1000;
+    assert!(
+        asked as i64 >= expected / 2,
+        "{asked} probes made in {outage_ms} ms of outage; about {expected} due"
+    );
+    // What was probed during the outage is written once the database is back.
+    eventually("the outage's probes written", || async {
+        let kept = ws
+            .try_count(&format!(
+                "select count(*) from probes where at_ms >= {cut_at} and at_ms < {restored_at}"
+            ))
+            .await?;
+        (kept >= expected / 2).then_some(())
+    })
+    .await;
+    // Heartbeats resume; a while later (more than silent_after), nobody was paged.
+    let beats = |location: &'static str| {
+        let ws = &ws;
+        async move {
+            ws.try_count(&format!(
+                "select count(*) from agents where location = '{location}' and seen_at_ms > {restored_at}"
+            ))
+            .await
+        }
+    };
+    eventually("both heartbeats after the outage", || async {
+        (beats("fra-1").await == Some(1) && beats("iad-1").await == Some(1)).then_some(())
+    })
+    .await;
+    let later = sim.state.request_count() + n * 6;
+    let log = || agents[0].stderr.lock().unwrap().clone();
+    eventually_explained(
+        DEADLINE,
+        "six more seconds of probes",
+        || std::future::ready((sim.state.request_count() >= later).then_some(())),
+        || {
+            let log = log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            format!("; fra-1's log ends:\n{}", tail.join("\n"))
+        },
+    )
+    .await;
+    assert_eq!(monitor_incidents(&ws).await, Vec::<(String,)>::new());
+    for agent in agents {
+        let (status, log) = agent.terminate().await;
+        assert!(status.success(), "{log}");
+    }
+}
