@@ -125,9 +125,12 @@ impl NewSilence {
                 Category::ALL_NAMES.join(", ")
             ));
         }
-        if self.comment.trim().is_empty() || self.comment.len() > 1000 {
-            return Err("a comment of 1 to 1000 characters is required".into());
+        if self.comment.trim().is_empty() {
+            return Err(format!(
+                "a comment of 1 to {MAX_COMMENT_CHARS} characters is required"
+            ));
         }
+        check_comment(&self.comment)?;
         if self.ends_at_ms <= self.starts_at_ms {
             return Err("the silence must end after it starts".into());
         }
@@ -147,6 +150,28 @@ impl Silence {
                 || glob_matches(&self.error_id, &incident.last_error_id))
             && glob_matches(&self.location, &incident.location)
     }
+}
+
+/// The longest comment of a silence or an acknowledgement, in characters.
+pub const MAX_COMMENT_CHARS: usize = 1000;
+
+/// A comment of a silence or an acknowledgement: at most `MAX_COMMENT_CHARS` characters
+/// (not bytes), one line of text without control characters (which would reach terminals
+/// and mails raw).
+pub fn check_comment(comment: &str) -> Result<(), String> {
+    let chars = comment.trim().chars().count();
+    if chars > MAX_COMMENT_CHARS {
+        return Err(format!(
+            "the comment has {chars} characters; at most {MAX_COMMENT_CHARS} are allowed"
+        ));
+    }
+    if comment.trim().chars().any(char::is_control) {
+        return Err(
+            "the comment holds control characters (a line break, an escape): give one line of text"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// A maintenance window of the config.

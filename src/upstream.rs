@@ -38,8 +38,11 @@ pub struct UpstreamState {
     /// `none`, `minor`, `major`, `critical` (Statuspage's `status.indicator`).
     pub indicator: Option<String>,
     pub description: Option<String>,
-    /// Incidents not yet resolved.
+    /// Incidents not yet resolved (at most `MAX_INCIDENTS`).
     pub incidents: Vec<UpstreamIncident>,
+    /// How many more open incidents the page listed.
+    #[serde(default)]
+    pub more: usize,
     /// When the page was last read successfully (Unix ms).
     pub fetched_at_ms: Option<i64>,
     /// Since when it cannot be read, while it cannot.
@@ -61,16 +64,56 @@ struct SummaryStatus {
     description: String,
 }
 
-/// Reads a `summary.json` body.
-pub fn parse(body: &[u8]) -> Result<(String, String, Vec<UpstreamIncident>), String> {
+/// Most open incidents kept from the page; the rest are counted.
+pub const MAX_INCIDENTS: usize = 3;
+/// Longest incident name kept, in characters.
+const MAX_NAME_CHARS: usize = 120;
+
+/// Reads a `summary.json` body: the open incidents, at most `MAX_INCIDENTS` of them, each
+/// field cleaned of control characters and cut, a shortlink kept only when it is an http(s)
+/// URL of sensible length; and how many more open incidents the page lists.
+pub fn parse(body: &[u8]) -> Result<(String, String, Vec<UpstreamIncident>, usize), String> {
     let s: Summary =
         serde_json::from_slice(body).map_err(|e| format!("not a Statuspage summary: {e}"))?;
-    let open = s
+    let open: Vec<UpstreamIncident> = s
         .incidents
         .into_iter()
         .filter(|i| !matches!(i.status.as_str(), "resolved" | "postmortem"))
         .collect();
-    Ok((s.status.indicator, s.status.description, open))
+    let more = open.len().saturating_sub(MAX_INCIDENTS);
+    let kept = open
+        .into_iter()
+        .take(MAX_INCIDENTS)
+        .map(|i| UpstreamIncident {
+            name: clean(&i.name, MAX_NAME_CHARS),
+            status: clean(&i.status, 24),
+            impact: clean(&i.impact, 24),
+            shortlink: i.shortlink.filter(|l| {
+                l.len() <= 200
+                    && (l.starts_with("https://") || l.starts_with("http://"))
+                    && !l.chars().any(|c| c.is_control() || c.is_whitespace())
+            }),
+            updated_at: i.updated_at.map(|u| clean(&u, 40)),
+        })
+        .collect();
+    Ok((
+        clean(&s.status.indicator, 24),
+        clean(&s.status.description, MAX_NAME_CHARS),
+        kept,
+        more,
+    ))
+}
+
+/// Upstream text without control characters (terminal escapes, OSC-8 links), cut to `max`
+/// characters with a visible "…".
+fn clean(text: &str, max: usize) -> String {
+    let cleaned = crate::redact::clean_message(text, &[]);
+    if cleaned.chars().count() <= max {
+        return cleaned;
+    }
+    let mut cut: String = cleaned.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// The sentence an alert of `category` carries, if it carries one: "OpenAI reports: …", the
@@ -123,7 +166,11 @@ pub fn banner(state: &UpstreamState, now_ms: i64, stale_ms: i64) -> Option<Strin
             format!("{} ({}){link}", i.name, i.status)
         })
         .collect();
-    Some(format!("OpenAI reports: {}", named.join("; ")))
+    let more = match state.more {
+        0 => String::new(),
+        n => format!("; and {n} more"),
+    };
+    Some(format!("OpenAI reports: {}{more}", named.join("; ")))
 }
 
 /// How old a stored state may be before it counts as unavailable: three missed polls and
@@ -156,6 +203,18 @@ pub async fn poll(
     let client = match reqwest::Client::builder()
         .user_agent(concat!("openai-watch/", env!("CARGO_PKG_VERSION")))
         .timeout(FETCH_TIMEOUT)
+        // Like the probes: a redirect is followed only on the page's own origin.
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let same_origin = attempt
+                .previous()
+                .first()
+                .is_some_and(|f| f.origin() == attempt.url().origin());
+            if same_origin && attempt.previous().len() < 5 {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }))
         .build()
     {
         Ok(c) => c,
@@ -221,11 +280,26 @@ pub async fn fetch_once(
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(None);
         }
+        if status.is_redirection() {
+            return Err(format!(
+                "HTTP {status}: a redirect to another host is not followed"
+            ));
+        }
         if !status.is_success() {
             return Err(format!("HTTP {status}"));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        let read_error = |e: reqwest::Error| {
+            if e.is_timeout() {
+                format!(
+                    "no complete answer within {}",
+                    humantime::format_duration(FETCH_TIMEOUT)
+                )
+            } else {
+                crate::error_chain::error_chain(&e)
+            }
+        };
+        while let Some(chunk) = response.chunk().await.map_err(read_error)? {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_BYTES {
                 return Err(format!("larger than {} KiB", MAX_BYTES / 1024));
@@ -241,11 +315,12 @@ pub async fn fetch_once(
             state.error = None;
             (etag, modified)
         }
-        Ok(Some(((indicator, description, incidents), e, m))) => {
+        Ok(Some(((indicator, description, incidents, more), e, m))) => {
             state = UpstreamState {
                 indicator: Some(indicator),
                 description: Some(description),
                 incidents,
+                more,
                 fetched_at_ms: Some(now),
                 unavailable_since_ms: None,
                 error: None,
@@ -280,7 +355,7 @@ mod tests {
             "components":[],"incidents":[
               {"name":"Elevated error rates","status":"investigating","impact":"major","shortlink":"https://stspg.io/abc","updated_at":"2026-11-25T10:00:00Z"},
               {"name":"Old one","status":"resolved","impact":"minor"}]}"#;
-        let (indicator, _, incidents) = parse(body).unwrap();
+        let (indicator, _, incidents, _) = parse(body).unwrap();
         assert_eq!(indicator, "major");
         assert_eq!(incidents.len(), 1);
         assert!(parse(b"<html>").is_err());

@@ -221,7 +221,9 @@ pub fn describe(s: &Silence) -> String {
         rfc3339(s.starts_at_ms),
         rfc3339(s.ends_at_ms),
         s.created_by,
-        s.comment,
+        // Written before comments were checked, a row may hold control characters: never
+        // sent raw to a terminal.
+        crate::redact::clean_message(&s.comment, &[]),
         if s.expired_at_ms.is_some() {
             " (expired)"
         } else {
@@ -306,9 +308,14 @@ pub async fn ack(
         Ok(b) => b,
         Err(exit) => return Ok(exit),
     };
-    let row = backend
-        .ack(incident, comment.map(str::trim).filter(|c| !c.is_empty()))
-        .await?;
+    let comment = comment.map(str::trim).filter(|c| !c.is_empty());
+    if let Some(c) = comment
+        && let Err(why) = crate::silence::check_comment(c)
+    {
+        super::print_error(format_args!("--comment: {why}"));
+        return Ok(Exit::Usage);
+    }
+    let row = backend.ack(incident, comment).await?;
     writeln!(
         out,
         "incident {} ({} {}) {}",

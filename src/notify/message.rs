@@ -189,9 +189,6 @@ impl Alert {
             "{} {verb}.\n",
             self.subject().trim_start_matches("[openai-watch] ")
         ));
-        if let Some(u) = &self.upstream {
-            out.push_str(&format!("\n{u}\n"));
-        }
         for i in &self.incidents {
             out.push_str(&format!("\nTarget:      {} ({})\n", i.target, i.base_url));
             out.push_str(&format!("Probe:       {}\n", i.probe));
@@ -226,6 +223,10 @@ impl Alert {
             out.push_str(&format!("Resolution: {}\n", i.resolution));
             out.push_str(&format!("Docs: {}\n", i.docs_url));
             out.push_str(&format!("Dashboard: {}\n", i.dashboard_url));
+        }
+        // After the facts: a long status page never pushes the target and the error away.
+        if let Some(u) = &self.upstream {
+            out.push_str(&format!("\n{u}\n"));
         }
         out.push_str(&format!(
             "\n-- \nopenai-watch at {} — {}\n",
@@ -271,9 +272,6 @@ impl Alert {
             "*{}*",
             slack_escape(self.subject().trim_start_matches("[openai-watch] "))
         );
-        if let Some(u) = &self.upstream {
-            text.push_str(&format!("\n{}", slack_escape(u)));
-        }
         for i in &self.incidents {
             text.push_str(&format!(
                 "\n• *{}* ({}): {} — {}\n  _Cause:_ {}\n  _Resolution:_ {}\n  <{}|dashboard>",
@@ -291,6 +289,9 @@ impl Alert {
             if let Some(a) = &i.acknowledged {
                 text.push_str(&format!("\n  _{}_", slack_escape(a)));
             }
+        }
+        if let Some(u) = &self.upstream {
+            text.push_str(&format!("\n{}", slack_escape(u)));
         }
         serde_json::json!({ "text": text })
     }

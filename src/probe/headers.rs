@@ -32,8 +32,14 @@ pub(super) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A count of the `x-ratelimit-*` headers: a whole number of zero or more. Anything else
+/// (a negative remaining, say) makes no sense as a count and is ignored, never clamped: a
+/// clamped -1 would read as the whole limit used.
 fn header_int(headers: &HeaderMap, name: &str) -> Option<i64> {
-    header_str(headers, name)?.parse().ok()
+    header_str(headers, name)?
+        .parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 0)
 }
 
 pub(super) fn rate_limits(h: &HeaderMap) -> RateLimits {
@@ -104,6 +110,18 @@ mod tests {
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
         assert_eq!(retry_after(&headers(&[("retry-after", "-3")]), now), None);
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn counts_that_make_no_sense_are_ignored() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-limit-requests", "500".parse().unwrap());
+        h.insert("x-ratelimit-remaining-requests", "-1".parse().unwrap());
+        h.insert("x-ratelimit-remaining-tokens", "1e3".parse().unwrap());
+        let r = rate_limits(&h);
+        assert_eq!(r.limit_requests, Some(500));
+        assert_eq!(r.remaining_requests, None);
+        assert_eq!(r.remaining_tokens, None);
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub enum StatusPage {
     Clear,
     /// An incident under investigation, with this name.
     Incident(String),
+    /// This many incidents under investigation, each with this name (a careless or hostile
+    /// page).
+    Incidents(usize, String),
     /// An answer that is not a status page.
     Garbage,
     /// No answer at all.
@@ -34,13 +37,16 @@ pub(super) async fn get(State(state): State<Arc<SimState>>, headers: HeaderMap) 
         match &page {
             StatusPage::Clear => "clear".to_string(),
             StatusPage::Incident(name) => format!("incident-{}", name.len()),
+            StatusPage::Incidents(n, name) => format!("incidents-{n}-{}", name.len()),
             StatusPage::Garbage | StatusPage::Hang => "other".to_string(),
         }
     );
-    if matches!(page, StatusPage::Clear | StatusPage::Incident(_))
-        && headers
-            .get(header::IF_NONE_MATCH)
-            .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    if matches!(
+        page,
+        StatusPage::Clear | StatusPage::Incident(_) | StatusPage::Incidents(..)
+    ) && headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
     {
         state.status_not_modified.fetch_add(1, Ordering::Relaxed);
         return StatusCode::NOT_MODIFIED.into_response();
@@ -68,6 +74,24 @@ pub(super) async fn get(State(state): State<Arc<SimState>>, headers: HeaderMap) 
                     "name": name, "status": "investigating", "impact": "major",
                     "shortlink": "https://stspg.io/sim", "updated_at": "2026-11-25T10:00:00Z"
                 }]),
+            ),
+            &etag,
+        ),
+        StatusPage::Incidents(n, name) => with_etag(
+            summary(
+                "major",
+                "Partial System Outage",
+                serde_json::Value::Array(
+                    (0..n)
+                        .map(|i| {
+                            serde_json::json!({
+                                "name": name, "status": "investigating", "impact": "major",
+                                "shortlink": format!("https://stspg.io/sim{i}"),
+                                "updated_at": "2026-11-25T10:00:00Z"
+                            })
+                        })
+                        .collect(),
+                ),
             ),
             &etag,
         ),

@@ -28,19 +28,21 @@ async fn status(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, Error> {
-    let before = state.store.generation();
     let config = state.config();
-    if let Some(answer) = state.status_json.fresh(before, &config) {
-        return Ok(answer.respond(&headers));
-    }
-    let mut status = crate::status::read(&config.target_names(), &state.store)
-        .await
-        .map_err(Error::Internal)?;
-    status.upstream = upstream(&state, &config).await?;
-    let json = serde_json::to_string(&status).map_err(|e| Error::Internal(e.into()))?;
     let answer = state
         .status_json
-        .keep(before, state.store.generation(), config, json);
+        .get_or_render(
+            || state.store.generation(),
+            config.clone(),
+            || async {
+                let mut status = crate::status::read(&config.target_names(), &state.store)
+                    .await
+                    .map_err(Error::Internal)?;
+                status.upstream = upstream(&state, &config).await?;
+                serde_json::to_string(&status).map_err(|e| Error::Internal(e.into()))
+            },
+        )
+        .await?;
     Ok(answer.respond(&headers))
 }
 

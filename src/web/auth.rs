@@ -93,24 +93,29 @@ pub fn authorize_write(
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
-        if origin_host != host {
+        let same = origin
+            .split_once("://")
+            .is_some_and(|(scheme, h)| matches!(scheme, "http" | "https") && h == host);
+        if !same {
             return Err(Error::Forbidden(format!(
                 "cross-origin request refused ({origin})"
             )));
         }
     }
     let name = token_name(config, headers).ok_or(Error::Unauthorized)?;
-    // Only JSON bodies: a form cannot send them across origins without a preflight.
-    let json = !has_body
-        || headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.trim()
-                    .to_ascii_lowercase()
-                    .starts_with("application/json")
-            });
+    // Only JSON bodies: a form cannot send them across origins without a preflight. A form
+    // post with an empty body is still a form post: any content type given must be JSON.
+    let content_type = headers.get(header::CONTENT_TYPE);
+    let json = match content_type {
+        None => !has_body,
+        Some(ct) => ct.to_str().ok().is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        }),
+    };
     if !json {
         return Err(Error::UnsupportedMediaType(
             "send the body as application/json".into(),

@@ -19,6 +19,8 @@ pub struct Page {
     /// The config it was rendered with (held, so that a new one is never at its address).
     config: Arc<Config>,
     content_type: &'static str,
+    /// When its rendering began: a request that arrived before that may be served it.
+    started_at: Instant,
     rendered_at: Instant,
     etag: HeaderValue,
     html: axum::body::Bytes,
@@ -29,6 +31,9 @@ pub struct Page {
 pub struct PageCache {
     content_type: &'static str,
     page: Mutex<Option<Arc<Page>>>,
+    /// One rendering at a time: requests that come during one wait for it and share it,
+    /// instead of each rendering the page again.
+    rendering: tokio::sync::Mutex<()>,
 }
 
 impl PageCache {
@@ -36,6 +41,7 @@ impl PageCache {
         PageCache {
             content_type,
             page: Mutex::new(None),
+            rendering: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -50,7 +56,44 @@ impl PageCache {
             .then_some(page)
     }
 
-    /// Wraps a rendered page; keeps it when nothing was written while it rendered.
+    /// The page as of now: the cached one while it is fresh, else one rendering by `render`
+    /// — at most one at a time, shared by every request that waited for it. A request is
+    /// served a page whose rendering began after it arrived, so it sees every change made
+    /// before it; whatever the rate of writes, requests never render in parallel.
+    pub async fn get_or_render<E, Fut>(
+        &self,
+        generation: impl Fn() -> Option<u64>,
+        config: Arc<Config>,
+        render: impl FnOnce() -> Fut,
+    ) -> Result<Arc<Page>, E>
+    where
+        Fut: std::future::Future<Output = Result<String, E>>,
+    {
+        let arrived = Instant::now();
+        if let Some(page) = self.fresh(generation(), &config) {
+            return Ok(page);
+        }
+        let _turn = self.rendering.lock().await;
+        if let Some(page) = self
+            .fresh(generation(), &config)
+            .or_else(|| self.started_after(arrived, &config))
+        {
+            return Ok(page);
+        }
+        let before = generation();
+        let started = Instant::now();
+        let html = render().await?;
+        Ok(self.keep_started(before, generation(), config, html, started))
+    }
+
+    /// The last page, if its rendering began at or after `instant` with `config`.
+    fn started_after(&self, instant: Instant, config: &Arc<Config>) -> Option<Arc<Page>> {
+        let page = self.page.lock().ok()?.clone()?;
+        (page.started_at >= instant && Arc::ptr_eq(&page.config, config)).then_some(page)
+    }
+
+    /// Wraps a rendered page; keeps it fresh for its generation when nothing was written
+    /// while it rendered (else only for the requests that waited for it).
     pub fn keep(
         &self,
         before: Option<u64>,
@@ -58,21 +101,35 @@ impl PageCache {
         config: Arc<Config>,
         html: String,
     ) -> Arc<Page> {
+        self.keep_started(before, after, config, html, Instant::now())
+    }
+
+    fn keep_started(
+        &self,
+        before: Option<u64>,
+        after: Option<u64>,
+        config: Arc<Config>,
+        html: String,
+        started_at: Instant,
+    ) -> Arc<Page> {
         let html = axum::body::Bytes::from(html);
         let etag = format!("\"{:016x}\"", fingerprint(&html));
+        let unchanged = before.is_some() && before == after;
         let page = Arc::new(Page {
-            generation: before.unwrap_or(u64::MAX),
+            generation: if unchanged {
+                before.unwrap_or(u64::MAX)
+            } else {
+                u64::MAX
+            },
             config,
             content_type: self.content_type,
+            started_at,
             rendered_at: Instant::now(),
             etag: HeaderValue::from_str(&etag).expect("hex is a valid header value"),
             gzip: gzip(&html),
             html,
         });
-        if before.is_some()
-            && before == after
-            && let Ok(mut slot) = self.page.lock()
-        {
+        if let Ok(mut slot) = self.page.lock() {
             *slot = Some(page.clone());
         }
         page
@@ -164,6 +221,35 @@ mod tests {
         assert!(cache.fresh(None, &config).is_none(), "a write under way");
         let reloaded = Arc::new((*config).clone());
         assert!(cache.fresh(Some(2), &reloaded).is_none(), "a new config");
+    }
+
+    /// Renders counted: twenty requests at once.
+    async fn renders_for_twenty_requests(generation: Option<u64>) -> usize {
+        let cache = PageCache::new("text/html");
+        let config = config();
+        let renders = std::sync::atomic::AtomicUsize::new(0);
+        let request = || {
+            cache.get_or_render(
+                || generation,
+                config.clone(),
+                || async {
+                    renders.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok::<_, ()>("<html>page</html>".to_string())
+                },
+            )
+        };
+        let pages = futures_util::future::join_all((0..20).map(|_| request())).await;
+        assert!(pages.iter().all(Result::is_ok));
+        renders.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_that_come_during_a_rendering_share_it_instead_of_rendering_again() {
+        assert_eq!(renders_for_twenty_requests(Some(7)).await, 1);
+        // Writes under way all the time: a request may need a rendering that began after it
+        // came, but never one of its own.
+        assert!(renders_for_twenty_requests(None).await <= 2);
     }
 
     #[test]

@@ -86,7 +86,10 @@ pub enum Error {
 
 impl From<crate::store::StoreError> for Error {
     fn from(e: crate::store::StoreError) -> Self {
-        Error::Internal(e.into())
+        match e {
+            crate::store::StoreError::Limit(why) => Error::Conflict(why),
+            e => Error::Internal(e.into()),
+        }
     }
 }
 
@@ -164,9 +167,39 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Error> 
         .into_response())
 }
 
-/// The security headers of SPEC §9 on every answer.
+/// An error answered by the framework rather than a handler (405 for a method, 413 for a
+/// body over the limit, a rejected extractor) as JSON `{"error": …}` like every other error:
+/// its own short plain text, or the status's reason.
+async fn json_error(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_lowercase());
+    let mut json = (status, Json(serde_json::json!({ "error": text }))).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
+}
+
+/// The security headers of SPEC §9 on every answer, and errors as JSON.
 async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+    let mut response = json_error(next.run(request).await).await;
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -60,6 +60,8 @@ struct IndexPage {
     /// "OpenAI reports: …", or that the status page is unavailable.
     upstream: Option<String>,
     silences: Vec<view::SilenceView>,
+    /// Silences not listed (newest are): the API lists them all.
+    silences_more: usize,
     maintenance: Vec<view::MaintenanceView>,
     /// Target × location, for a fleet (more than one location has probed).
     grid: Option<Grid>,
@@ -126,19 +128,22 @@ fn render(page: &impl Template) -> Result<Response, Error> {
     Ok(Html(html).into_response())
 }
 
+/// Most silences listed on the status page; the rest are counted and linked.
+const SILENCES_SHOWN: usize = 20;
+
 async fn index(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, Error> {
-    let before = state.store.generation();
     let config = state.config();
-    if let Some(page) = state.page.fresh(before, &config) {
-        return Ok(page.respond(&headers));
-    }
-    let html = render_index(&state, &config).await?;
     let page = state
         .page
-        .keep(before, state.store.generation(), config, html);
+        .get_or_render(
+            || state.store.generation(),
+            config.clone(),
+            || render_index(&state, &config),
+        )
+        .await?;
     Ok(page.respond(&headers))
 }
 
@@ -242,8 +247,10 @@ async fn render_index(state: &AppState, config: &Arc<Config>) -> Result<String, 
         silences: suppressor
             .silences
             .iter()
+            .take(SILENCES_SHOWN)
             .map(|s| view::SilenceView::new(s, now))
             .collect(),
+        silences_more: suppressor.silences.len().saturating_sub(SILENCES_SHOWN),
         maintenance: config
             .maintenance
             .iter()

@@ -106,10 +106,8 @@ async fn ack(
         .as_deref()
         .map(str::trim)
         .filter(|c| !c.is_empty());
-    if comment.is_some_and(|c| c.len() > 1000) {
-        return Err(Error::BadRequest(
-            "the comment is longer than 1000 characters".into(),
-        ));
+    if let Some(c) = comment {
+        crate::silence::check_comment(c).map_err(Error::BadRequest)?;
     }
     match state
         .store

@@ -398,3 +398,103 @@ crate::both_engines!(
     every_outage_alert_says_whether_openai_reports_an_incident_and_never_waits_for_it,
     the_status_page_is_read_with_conditional_requests_and_a_304_keeps_what_it_said,
 );
+
+/// A negative `x-ratelimit-remaining` makes no sense: it is ignored, not read as the whole
+/// limit used, and never exported.
+#[tokio::test]
+async fn a_negative_remaining_count_opens_no_headroom_incident_and_is_not_exported() {
+    let sim = start_simulator().await;
+    sim.state.set_tag_remaining("prod", -0.01);
+    let config = format!(
+        "[detection]\nfailure_threshold = 2\n\n{}",
+        one_second_target("prod", sim.tag_url("prod"), "chat")
+    );
+    let app = TestApp::builder()
+        .with(&config)
+        .env("K", KEY)
+        .start_with(sim)
+        .await;
+    eventually("five probes", || async {
+        (app.ws.probe_rows().await.len() >= 5).then_some(())
+    })
+    .await;
+    assert!(
+        incidents(&app.ws).await.is_empty(),
+        "{:?}",
+        incidents(&app.ws).await
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let remaining: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("openai_watch_ratelimit_remaining{"))
+        .collect();
+    assert!(remaining.iter().all(|l| !l.contains(" -")), "{remaining:?}");
+    let requests = metrics
+        .lines()
+        .any(|l| l.starts_with("openai_watch_ratelimit_limit{") && l.contains("requests"));
+    assert!(requests, "the sensible limit is still exported: {metrics}");
+}
+
+/// A status page listing 500 incidents of 210 characters, with terminal escapes and an
+/// OSC-8 link in every name: the alert keeps a few, cut and cleaned, after its own facts.
+#[tokio::test]
+async fn a_careless_status_page_stays_small_clean_and_after_the_facts_in_every_alert() {
+    let sim = start_simulator().await;
+    let smtp = crate::helpers::smtp::SmtpServer::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        None,
+    );
+    let name = format!(
+        "\u{1b}[31mred\u{1b}[0m \u{1b}]8;;https://evil.example\u{7}click\u{1b}]8;;\u{7} {}",
+        "x".repeat(170)
+    );
+    sim.state
+        .set_status_page(openai_watch::simulate::StatusPage::Incidents(500, name));
+    let config = format!(
+        "[detection]\nfailure_threshold = 1\n\n[upstream_status]\nurl = \"http://{}/_sim/status/summary.json\"\ninterval = \"10s\"\n\n{}\
+         [[alerts.webhook]]\nurl = \"http://{}/_sim/webhook\"\nformat = \"slack\"\n\n{}",
+        sim.addr,
+        email_alerts(smtp.port, "\"outage\""),
+        sim.addr,
+        one_second_target("prod", sim.tag_url("prod"), "models")
+    );
+    let app = TestApp::builder()
+        .with(&config)
+        .env("K", KEY)
+        .start_with(sim)
+        .await;
+    upstream_read(&app, openai_watch::upstream::MAX_INCIDENTS, 0).await;
+    app.sim.state.set_tag("prod", "server_error").unwrap();
+    let mail = eventually("the outage email", || async {
+        smtp.mails()
+            .into_iter()
+            .find(|m| m.subject.contains("FIRING outage"))
+    })
+    .await;
+    let hook = eventually("the Slack message", || async {
+        app.sim.state.webhooks().into_iter().find(|h| {
+            h["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("FIRING outage"))
+        })
+    })
+    .await;
+    let slack = hook["text"].as_str().unwrap().to_string();
+    for (what, text, facts) in [
+        ("text email", &mail.text, "Cause:"),
+        ("html email", &mail.html, "Cause."),
+        ("slack", &slack, "_Cause:_"),
+    ] {
+        assert!(text.len() < 8 * 1024, "{what}: {} bytes", text.len());
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{what}: {text:?}"
+        );
+        assert!(text.contains("and 497 more"), "{what}: {text}");
+        let cause = text.find(facts).unwrap();
+        let upstream = text.find("OpenAI reports").unwrap();
+        assert!(cause < upstream, "{what}: the facts come first: {text}");
+    }
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(page.len() < 64 * 1024, "{} bytes", page.len());
+}
