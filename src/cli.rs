@@ -101,6 +101,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SilenceCommand,
     },
+    /// The agents of a fleet: retire the location of one that is gone.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
     /// Acknowledge an open incident: no more reminders; the resolved alert says who and when.
     Ack {
         /// The incident's id (see `status` or the dashboard).
@@ -147,6 +152,19 @@ pub struct Remote {
     /// $OPENAI_WATCH_TOKEN. Without it, the database of the config is written directly.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Retire the location of an agent that was removed or renamed: what only it saw
+    /// resolves, its silence stops being reported, its heartbeat is forgotten. Refused while
+    /// an agent at that location runs.
+    Retire {
+        /// The `[agent] location` of the agent that is gone.
+        location: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 #[derive(Debug, Subcommand)]

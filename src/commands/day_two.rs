@@ -7,7 +7,7 @@ use crate::cli::{Remote, SilenceCommand};
 use crate::clock::now_ms;
 use crate::config::Document;
 use crate::silence::{Silence, SilenceRequest};
-use crate::store::{Acked, Expired, IncidentRow, Store};
+use crate::store::{Acked, Expired, IncidentRow, Retired, Store};
 use crate::timefmt::rfc3339;
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
@@ -325,4 +325,77 @@ pub async fn ack(
         crate::notify::message::acknowledgement(&row).unwrap_or_else(|| "acknowledged".into())
     )?;
     Ok(Exit::Success)
+}
+
+/// `agent retire LOCATION`: through the database of the config (its secrets are read, for
+/// the alert routing), or through a running daemon's API with `--url`.
+pub async fn retire(
+    doc: impl FnOnce() -> Result<Document, Exit>,
+    location: &str,
+    remote: &Remote,
+    out: &mut impl Write,
+) -> anyhow::Result<Exit> {
+    let retired = if remote.url.is_some() {
+        let backend = match Backend::open(doc, remote).await {
+            Ok(b) => b,
+            Err(exit) => return Ok(exit),
+        };
+        let Backend::Api {
+            client,
+            base,
+            token,
+        } = &backend
+        else {
+            bail!("--url names no API");
+        };
+        let path = format!(
+            "api/v1/agents/{}",
+            percent_encoding::utf8_percent_encode(location, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let json = Backend::call(client, base, token, reqwest::Method::DELETE, &path, None).await?;
+        serde_json::from_value(json)?
+    } else {
+        let config = match doc().map(|d| d.resolve()) {
+            Ok(Ok(config)) => config,
+            Ok(Err(e)) => {
+                super::print_error(format_args!("{e}"));
+                return Ok(Exit::Config);
+            }
+            Err(exit) => return Ok(exit),
+        };
+        let store = Store::connect(&config.database).await?;
+        let retired = store
+            .retire_location(location, &local_actor(), &crate::notify::routing(&config))
+            .await?;
+        store.close().await;
+        retired
+    };
+    match retired {
+        Retired::Retired { location, resolved } => {
+            writeln!(
+                out,
+                "location {location} retired; incidents resolved: {}",
+                if resolved.is_empty() {
+                    "none".to_string()
+                } else {
+                    resolved
+                        .iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )?;
+            Ok(Exit::Success)
+        }
+        Retired::Live { location, .. } => {
+            super::print_error(format_args!(
+                "the agent at {location:?} is running (its heartbeat is recent): stop it first"
+            ));
+            Ok(Exit::TempFail)
+        }
+        Retired::Unknown => {
+            super::print_error(format_args!("no agent or sighting at {location:?}"));
+            Ok(Exit::Failure)
+        }
+    }
 }

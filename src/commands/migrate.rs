@@ -60,9 +60,18 @@ pub async fn run(doc: &Document, to: &str, out: &mut impl Write) -> anyhow::Resu
         eprintln!();
     }
     let counts = counts?;
-    for (table, n) in &counts {
-        writeln!(out, "{table}: {n} rows")?;
+    for c in &counts {
+        writeln!(
+            out,
+            "{}: {} rows ({} new, {} updated, {} unchanged, {} skipped)",
+            c.table, c.rows, c.new, c.updated, c.unchanged, c.skipped
+        )?;
     }
+    let skipped: Vec<String> = counts
+        .iter()
+        .filter(|c| c.skipped > 0)
+        .map(|c| format!("{} {}", c.skipped, c.table))
+        .collect();
     writeln!(
         out,
         "copied {} into {}; point [storage] url at it (and remove path) to run on it",
@@ -71,5 +80,12 @@ pub async fn run(doc: &Document, to: &str, out: &mut impl Write) -> anyhow::Resu
     )?;
     from.close().await;
     into.close().await;
+    if !skipped.is_empty() {
+        super::print_error(format_args!(
+            "not copied: {}: their ids are taken by rows written into the database since the first copy (an agent running on it); those rows were kept",
+            skipped.join(", ")
+        ));
+        return Ok(Exit::Failure);
+    }
     Ok(Exit::Success)
 }

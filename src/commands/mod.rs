@@ -15,7 +15,7 @@ mod status;
 pub use check::{CheckLine, probe_all};
 pub use demo::demo_config;
 
-use crate::cli::{AlertCommand, Cli, Command, ConfigCommand};
+use crate::cli::{AgentCommand, AlertCommand, Cli, Command, ConfigCommand};
 use crate::config::{Config, ConfigError, Document};
 use crate::signals;
 
@@ -67,6 +67,17 @@ pub async fn dispatch(cli: Cli) -> Exit {
     let result = match &cli.command {
         Command::Silence { command } => {
             day_two::silence(|| document(&cli), command, &mut std::io::stdout().lock()).await
+        }
+        Command::Agent {
+            command: AgentCommand::Retire { location, remote },
+        } => {
+            day_two::retire(
+                || document(&cli),
+                location,
+                remote,
+                &mut std::io::stdout().lock(),
+            )
+            .await
         }
         Command::Ack {
             incident,

@@ -63,10 +63,23 @@ pub async fn run(
             }
             tokio::time::sleep(BATCH_PAUSE).await;
         }
-        if pruned != (0, 0) {
+        let mut incidents = 0;
+        while !cancel.is_cancelled() {
+            match store.prune_incidents_batch(rollup_cutoff).await {
+                Ok(0) => break,
+                Ok(n) => incidents += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning old incidents failed; will retry");
+                    break;
+                }
+            }
+            tokio::time::sleep(BATCH_PAUSE).await;
+        }
+        if pruned != (0, 0) || incidents > 0 {
             tracing::info!(
                 probes = pruned.0,
                 rollups = pruned.1,
+                incidents,
                 "pruned rows past retention"
             );
         }

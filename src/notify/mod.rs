@@ -40,6 +40,9 @@ const IDLE_PASS_PAUSE: Duration = Duration::from_millis(200);
 pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
 /// How long a delivery in progress may go on once shutdown is requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often the alerts of a channel removed on reload are looked at again: a channel put
+/// back gets them within this.
+const REMOVED_CHANNEL_LOOK_EVERY: Duration = Duration::from_secs(30);
 /// After this long, a delivery that was never accepted is marked failed.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -289,7 +292,7 @@ impl Notifier {
                     self.store
                         .postpone_deliveries(
                             &ids,
-                            now.saturating_add(millis(MAX_BACKOFF)),
+                            now.saturating_add(millis(REMOVED_CHANNEL_LOOK_EVERY)),
                             "the channel is no longer configured; kept until it is again (24 h at most)",
                         )
                         .await?;

@@ -78,6 +78,21 @@ impl Continuity {
     }
 }
 
+/// What retiring a location did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Retired {
+    /// Its sightings were closed: the incidents it alone saw (`resolved`) resolved.
+    Retired {
+        location: String,
+        resolved: Vec<i64>,
+    },
+    /// Its agent wrote a heartbeat within its `silent_after`: it runs, and is not retired.
+    Live { location: String, seen_at_ms: i64 },
+    /// No agent and no sighting has this location.
+    Unknown,
+}
+
 /// The class of the advisory locks (two-key form) that say a location is in use.
 const LOCATION_LOCK_CLASS: i32 = 0x6f77;
 
@@ -212,6 +227,82 @@ impl Store {
         Ok(Heartbeat {
             recorded,
             at_ms: now_ms,
+        })
+    }
+
+    /// Retires the location of an agent that was removed or renamed: closes what it sees
+    /// (an incident that no other location sees resolves, its resolved alert going where
+    /// the firing one went), resolves the `monitor` incident about it, and forgets its
+    /// heartbeat and detector state. A location whose agent still writes its heartbeat is
+    /// refused.
+    pub async fn retire_location(
+        &self,
+        location: &str,
+        actor: &str,
+        routing: &Routing,
+    ) -> Result<Retired, StoreError> {
+        let mut tx = self.write_tx().await?;
+        tx.serialize(super::engine::INCIDENTS_LOCK).await?;
+        let now_ms = database_now_ms(&mut tx).await?;
+        let agent: Option<AgentRow> = on!(tx, c => sqlx::query_as::<_, AgentRow>(
+            "select location, seen_at_ms, silent_after_ms, started_at_ms, version from agents where location = $1",
+        )
+        .bind(location)
+        .fetch_optional(c).await)?;
+        if let Some(a) = &agent
+            && !a.is_silent(now_ms)
+        {
+            return Ok(Retired::Live {
+                location: location.to_string(),
+                seen_at_ms: a.seen_at_ms,
+            });
+        }
+        let sightings: Vec<(String, Category)> = on!(tx, c => sqlx::query_as(
+            "select i.target, i.category from incidents i join incident_locations l on l.incident_id = i.id \
+             where l.location = $1 and l.until_ms is null and i.resolved_at_ms is null order by i.id",
+        )
+        .bind(location)
+        .fetch_all(c).await)?;
+        if agent.is_none() && sightings.is_empty() {
+            return Ok(Retired::Unknown);
+        }
+        let mut resolved = Vec::new();
+        for (target, category) in &sightings {
+            if let Some((id, _)) =
+                super::incidents::resolve(&mut tx, location, target, *category, now_ms, routing)
+                    .await?
+            {
+                resolved.push(id);
+            }
+        }
+        let about: Option<i64> = on!(tx, c => sqlx::query_scalar(
+            "select id from incidents where target = $1 and category = $2 and resolved_at_ms is null",
+        )
+        .bind(monitor_target(location))
+        .bind(Category::Monitor)
+        .fetch_optional(c).await)?;
+        if let Some(id) = about {
+            close_incident(&mut tx, id, Category::Monitor, now_ms, routing).await?;
+            resolved.push(id);
+        }
+        for sql in [
+            "delete from agents where location = $1",
+            "delete from detector_states where location = $1",
+        ] {
+            on!(tx, c => sqlx::query(sql).bind(location).execute(c).await.map(|r| r.rows_affected()))?;
+        }
+        super::silences::audit(
+            &mut tx,
+            now_ms,
+            actor,
+            "agent.retire",
+            serde_json::json!({ "location": location, "resolved": resolved }),
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(Retired::Retired {
+            location: location.to_string(),
+            resolved,
         })
     }
 

@@ -1,7 +1,9 @@
 //! `migrate --to`: copies a SQLite history into a PostgreSQL database (SPEC §14), table by
-//! table in batches, keeping every id so that the rows still point at one another. Rows
-//! already there are skipped (`on conflict do nothing`): running it again adds only what
-//! is new, never a duplicate.
+//! table in batches, keeping every id so that the rows still point at one another. Run
+//! again, it adds what is new, brings rows changed since (a resolved incident, an expired
+//! silence) up to date, and reports the rows it could not copy because another row (one an
+//! agent wrote into the database meanwhile) holds their key: never a duplicate, never a
+//! silent loss.
 
 use super::engine::Pool;
 use super::{Store, StoreError};
@@ -22,6 +24,11 @@ struct Table {
     columns: &'static [(&'static str, Kind)],
     order: &'static str,
     identity: bool,
+    /// The primary key.
+    key: &'static [&'static str],
+    /// The columns that make a row under that key the same row as the source's (beside the
+    /// key): when they differ, another row took the key, and the source row is skipped.
+    same: &'static [&'static str],
 }
 
 use Kind::{Int, Real, Text};
@@ -52,6 +59,8 @@ const TABLES: &[Table] = &[
             ("ttft_ms", Int),
         ],
         order: "id",
+        key: &["id"],
+        same: &["at_ms", "location", "target", "probe"],
         identity: true,
     },
     Table {
@@ -67,6 +76,8 @@ const TABLES: &[Table] = &[
             ("used_max", Real),
         ],
         order: "target, hour_ms, probe, category",
+        key: &["target", "hour_ms", "probe", "category"],
+        same: &[],
         identity: false,
     },
     Table {
@@ -91,6 +102,8 @@ const TABLES: &[Table] = &[
             ("ack_comment", Text),
         ],
         order: "id",
+        key: &["id"],
+        same: &["target", "category", "opened_at_ms"],
         identity: true,
     },
     Table {
@@ -102,6 +115,8 @@ const TABLES: &[Table] = &[
             ("until_ms", Int),
         ],
         order: "incident_id, location",
+        key: &["incident_id", "location"],
+        same: &[],
         identity: false,
     },
     Table {
@@ -115,6 +130,8 @@ const TABLES: &[Table] = &[
             ("due_at_ms", Int),
         ],
         order: "id",
+        key: &["id"],
+        same: &["incident_id", "kind", "created_at_ms"],
         identity: true,
     },
     Table {
@@ -133,6 +150,8 @@ const TABLES: &[Table] = &[
             ("expired_at_ms", Int),
         ],
         order: "id",
+        key: &["id"],
+        same: &["created_at_ms", "created_by"],
         identity: true,
     },
     Table {
@@ -153,6 +172,8 @@ const TABLES: &[Table] = &[
             ("lease_until_ms", Int),
         ],
         order: "id",
+        key: &["id"],
+        same: &["event_id", "channel"],
         identity: true,
     },
     Table {
@@ -165,18 +186,24 @@ const TABLES: &[Table] = &[
             ("detail", Text),
         ],
         order: "id",
+        key: &["id"],
+        same: &["at_ms", "actor", "action"],
         identity: true,
     },
     Table {
         name: "detector_states",
         columns: &[("location", Text), ("target", Text), ("state", Text)],
         order: "location, target",
+        key: &["location", "target"],
+        same: &[],
         identity: false,
     },
     Table {
         name: "probe_holds",
         columns: &[("target", Text), ("probe", Text), ("until_ms", Int)],
         order: "target, probe",
+        key: &["target", "probe"],
+        same: &[],
         identity: false,
     },
     Table {
@@ -188,6 +215,8 @@ const TABLES: &[Table] = &[
             ("last_modified", Text),
         ],
         order: "source",
+        key: &["source"],
+        same: &[],
         identity: false,
     },
     Table {
@@ -200,12 +229,28 @@ const TABLES: &[Table] = &[
             ("version", Text),
         ],
         order: "location",
+        key: &["location"],
+        same: &[],
         identity: false,
     },
 ];
 
 /// Rows per batch: 19 columns × 2 000 stays under PostgreSQL's 65 535 parameters.
 const BATCH: i64 = 2_000;
+
+/// What a copy did with the rows of one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableCopy {
+    pub table: &'static str,
+    /// Rows in the source.
+    pub rows: i64,
+    pub new: i64,
+    /// Rows that were there and had changed in the source since.
+    pub updated: i64,
+    pub unchanged: i64,
+    /// Rows not copied: another row holds their key in the target.
+    pub skipped: i64,
+}
 
 /// How far a copy has come, for a progress line.
 #[derive(Debug, Clone)]
@@ -241,6 +286,61 @@ enum Value {
     Real(Option<f64>),
 }
 
+/// How many of the source rows `offset..offset + limit` of `table` have their key taken
+/// in the target by a row that is not the same row: one query for the batch.
+async fn conflicting(
+    from: &sqlx::SqlitePool,
+    into: &sqlx::PgPool,
+    table: &Table,
+    select: &str,
+    offset: i64,
+    limit: i64,
+) -> Result<i64, CopyError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(select.to_string()))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(from)
+        .await?;
+    let wanted: Vec<(usize, &str, Kind)> = table
+        .key
+        .iter()
+        .chain(table.same)
+        .filter_map(|c| {
+            let i = table.columns.iter().position(|(name, _)| name == c)?;
+            Some((i, *c, table.columns[i].1))
+        })
+        .collect();
+    let names: Vec<&str> = wanted.iter().map(|w| w.1).collect();
+    let mut check: QueryBuilder<Postgres> = QueryBuilder::new("select count(*) from (");
+    check.push_values(&rows, |mut b, row| {
+        for (i, _, kind) in &wanted {
+            match kind {
+                Int => b.push_bind(row.try_get::<Option<i64>, _>(*i).ok().flatten()),
+                Text => b.push_bind(row.try_get::<Option<String>, _>(*i).ok().flatten()),
+                Real => b.push_bind(row.try_get::<Option<f64>, _>(*i).ok().flatten()),
+            };
+        }
+    });
+    let on: Vec<String> = table.key.iter().map(|k| format!("t.{k} = v.{k}")).collect();
+    let tuple = |prefix: &str| {
+        table
+            .same
+            .iter()
+            .map(|c| format!("{prefix}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    check.push(format!(
+        ") as v ({}) join {} t on {} where ({}) is distinct from ({})",
+        names.join(", "),
+        table.name,
+        on.join(" and "),
+        tuple("t"),
+        tuple("v")
+    ));
+    Ok(check.build_query_scalar().fetch_one(into).await?)
+}
+
 impl Store {
     /// Copies every row of this SQLite store into `to` (a PostgreSQL store whose schema is
     /// current), calling `progress` after each batch. Returns (table, rows in the source)
@@ -249,7 +349,7 @@ impl Store {
         &self,
         to: &Store,
         mut progress: impl FnMut(&CopyProgress),
-    ) -> Result<Vec<(&'static str, i64)>, CopyError> {
+    ) -> Result<Vec<TableCopy>, CopyError> {
         let (Pool::Sqlite(from), Pool::Postgres(into)) = (&self.pool, &to.pool) else {
             return Err(CopyError::Engines);
         };
@@ -287,6 +387,11 @@ impl Store {
                 table.order
             );
             let mut done = 0;
+            let mut copy = TableCopy {
+                table: table.name,
+                rows: total,
+                ..TableCopy::default()
+            };
             progress(&CopyProgress {
                 table: table.name,
                 done,
@@ -327,8 +432,56 @@ impl Store {
                         };
                     }
                 });
-                insert.push(" on conflict do nothing");
-                insert.build().execute(into).await?;
+                // A row already there is brought up to date when it is the same row and
+                // changed; one whose key another row holds is left alone (and counted).
+                let updatable: Vec<&str> = columns
+                    .iter()
+                    .copied()
+                    .filter(|c| !table.key.contains(c))
+                    .collect();
+                let tuple = |prefix: &str, cols: &[&str]| {
+                    format!(
+                        "({})",
+                        cols.iter()
+                            .map(|c| format!("{prefix}.{c}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                insert.push(format!(" on conflict ({}) ", table.key.join(", ")));
+                if updatable.is_empty() {
+                    insert.push("do nothing");
+                } else {
+                    insert.push(format!(
+                        "do update set {} where {} is distinct from {}",
+                        updatable
+                            .iter()
+                            .map(|c| format!("{c} = excluded.{c}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        tuple(table.name, &updatable),
+                        tuple("excluded", &updatable),
+                    ));
+                    if !table.same.is_empty() {
+                        insert.push(format!(
+                            " and {} is not distinct from {}",
+                            tuple(table.name, table.same),
+                            tuple("excluded", table.same)
+                        ));
+                    }
+                }
+                insert.push(" returning (xmax = 0)");
+                let written: Vec<bool> = insert.build_query_scalar().fetch_all(into).await?;
+                let new = written.iter().filter(|n| **n).count() as i64;
+                copy.new += new;
+                copy.updated += written.len() as i64 - new;
+                let skipped = if table.same.is_empty() || written.len() == rows.len() {
+                    0
+                } else {
+                    conflicting(from, into, table, &select, done, rows.len() as i64).await?
+                };
+                copy.skipped += skipped;
+                copy.unchanged += rows.len() as i64 - written.len() as i64 - skipped;
                 done += rows.len() as i64;
                 progress(&CopyProgress {
                     table: table.name,
@@ -346,7 +499,7 @@ impl Store {
                 .execute(into)
                 .await?;
             }
-            counts.push((table.name, total));
+            counts.push(copy);
         }
         Ok(counts)
     }

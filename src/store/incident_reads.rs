@@ -60,6 +60,31 @@ impl Store {
         self.with_locations(rows).await
     }
 
+    /// One page of incidents, newest first: those with an id below `before` (all when
+    /// `None`), of `target` if given, open (`Some(true)`), resolved (`Some(false)`) or both;
+    /// at most `limit`. Filtered in SQL, so a long history is never read whole.
+    pub async fn incidents_page(
+        &self,
+        target: Option<&str>,
+        open: Option<bool>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<IncidentRow>, StoreError> {
+        let sql = format!(
+            "select {INCIDENT_COLUMNS} from incidents where id < $1 \
+             and ($2 is null or target = $2) \
+             and ($3 is null or ($3 = (resolved_at_ms is null))) \
+             order by id desc limit $4"
+        );
+        let rows = on!(self.pool, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(target)
+            .bind(open)
+            .bind(limit)
+            .fetch_all(c).await)?;
+        self.with_locations(rows).await
+    }
+
     /// Incidents by id, in the order of `ids`.
     pub async fn incidents_by_id(&self, ids: &[i64]) -> Result<Vec<IncidentRow>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());

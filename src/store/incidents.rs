@@ -482,7 +482,7 @@ async fn apply(
 /// `location` no longer sees the open incident of (target, category). When no location
 /// sees it any more, the incident is resolved and its resolved event written; returns the
 /// incident's id and the number of events written then.
-async fn resolve(
+pub(super) async fn resolve(
     tx: &mut Tx,
     location: &str,
     target: &str,

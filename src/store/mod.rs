@@ -15,8 +15,10 @@ mod probes;
 mod retention;
 mod silences;
 
-pub use agents::{AGENT_SILENT, AgentRow, Continuity, Heartbeat, SessionLock, monitor_target};
-pub use copy::{CopyError, CopyProgress};
+pub use agents::{
+    AGENT_SILENT, AgentRow, Continuity, Heartbeat, Retired, SessionLock, monitor_target,
+};
+pub use copy::{CopyError, CopyProgress, TableCopy};
 pub use engine::{HOUSEKEEPING_LOCK, INCIDENTS_LOCK};
 pub use incidents::{ChannelRoute, IncidentChange, IncidentRow, Recorded, Routing};
 use lock::MigrationLock;

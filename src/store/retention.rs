@@ -47,6 +47,32 @@ impl Store {
         Ok(done)
     }
 
+    /// Deletes a batch of incidents resolved before `cutoff_ms` (`rollup_retention`: the
+    /// history they belong to is gone by then), with their locations, events and deliveries,
+    /// in one transaction; returns how many incidents went.
+    pub async fn prune_incidents_batch(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        const BATCH: i64 = 200;
+        let mut tx = self.write_tx().await?;
+        let ids: Vec<i64> = on!(tx, c => sqlx::query_scalar(
+            "select id from incidents where resolved_at_ms < $1 order by resolved_at_ms limit $2",
+        )
+        .bind(cutoff_ms)
+        .bind(BATCH)
+        .fetch_all(c).await)?;
+        for id in &ids {
+            for sql in [
+                "delete from alert_deliveries where event_id in (select id from alert_events where incident_id = $1)",
+                "delete from alert_events where incident_id = $1",
+                "delete from incident_locations where incident_id = $1",
+                "delete from incidents where id = $1",
+            ] {
+                on!(tx, c => sqlx::query(sql).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+            }
+        }
+        self.commit(tx).await?;
+        Ok(ids.len() as u64)
+    }
+
     /// Lets SQLite refresh its query planner statistics where they are stale (cheap).
     pub async fn optimize(&self) -> Result<(), StoreError> {
         // PostgreSQL's autovacuum keeps its statistics itself.

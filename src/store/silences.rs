@@ -25,7 +25,7 @@ pub enum Acked {
     NotFound,
 }
 
-async fn audit(
+pub(super) async fn audit(
     tx: &mut Tx,
     at_ms: i64,
     actor: &str,

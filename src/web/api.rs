@@ -7,7 +7,7 @@ use crate::store::IncidentRow;
 use crate::timefmt::rfc3339;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,15 @@ pub async fn upstream(
 struct IncidentQuery {
     state: Option<String>,
     target: Option<String>,
+    /// At most this many (default 100, at most 1000), newest first.
+    limit: Option<i64>,
+    /// Only incidents with an id below this one: the cursor of the next page.
+    before: Option<i64>,
 }
+
+/// The default and the largest page of `/api/v1/incidents`.
+const INCIDENTS_PAGE: i64 = 100;
+const MAX_INCIDENTS_PAGE: i64 = 1000;
 
 /// An incident in the API.
 #[derive(Debug, Serialize)]
@@ -131,10 +139,12 @@ fn bad_query(e: QueryRejection) -> Error {
     Error::BadRequest(format!("bad query: {}", e.body_text()))
 }
 
+/// A page of incidents, newest first; when more follow, a `Link: <…>; rel="next"` header
+/// names the next page (the body stays the documented array).
 async fn incidents(
     State(state): State<Arc<AppState>>,
     query: Result<Query<IncidentQuery>, QueryRejection>,
-) -> Result<Json<Vec<ApiIncident>>, Error> {
+) -> Result<Response, Error> {
     let Query(q) = query.map_err(bad_query)?;
     let wanted = match q.state.as_deref().unwrap_or("all") {
         "open" => Some(true),
@@ -150,15 +160,36 @@ async fn incidents(
     if let Some(t) = &q.target {
         known_target(&state, t)?;
     }
-    let rows = state.store.all_incidents().await?;
-    Ok(Json(
-        rows.iter()
-            // `wanted`: Some(true) for open ones, Some(false) for resolved ones, None for all.
-            .filter(|r| wanted.is_none_or(|open| open == r.resolved_at_ms.is_none()))
-            .filter(|r| q.target.as_ref().is_none_or(|t| *t == r.target))
-            .map(ApiIncident::from)
-            .collect(),
-    ))
+    let limit = q.limit.unwrap_or(INCIDENTS_PAGE);
+    if !(1..=MAX_INCIDENTS_PAGE).contains(&limit) {
+        return Err(Error::BadRequest(format!(
+            "limit must be between 1 and {MAX_INCIDENTS_PAGE}"
+        )));
+    }
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(Error::BadRequest("before must be an incident id".into()));
+    }
+    // One more than asked: whether a next page exists.
+    let mut rows = state
+        .store
+        .incidents_page(q.target.as_deref(), wanted, q.before, limit + 1)
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let mut response = Json(rows.iter().map(ApiIncident::from).collect::<Vec<_>>()).into_response();
+    if more && let Some(last) = rows.last() {
+        let mut next = format!("/api/v1/incidents?limit={limit}&before={}", last.id);
+        if let Some(s) = &q.state {
+            next.push_str(&format!("&state={s}"));
+        }
+        if let Some(t) = &q.target {
+            next.push_str(&format!("&target={t}"));
+        }
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
+            response.headers_mut().insert(axum::http::header::LINK, v);
+        }
+    }
+    Ok(response)
 }
 
 fn known_target(state: &AppState, name: &str) -> Result<(), Error> {

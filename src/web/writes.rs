@@ -19,6 +19,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/v1/silences", get(list).post(add))
         .route("/api/v1/silences/{id}", axum::routing::delete(expire))
         .route("/api/v1/incidents/{id}/ack", post(ack))
+        .route("/api/v1/agents/{location}", axum::routing::delete(retire))
 }
 
 /// The body as JSON, with a 400 that says what is wrong.
@@ -120,5 +121,32 @@ async fn ack(
         }
         Acked::Resolved(_) => Err(Error::Conflict(format!("incident {id} is resolved"))),
         Acked::NotFound => Err(Error::NotFound(format!("no incident {id}"))),
+    }
+}
+
+/// `DELETE /api/v1/agents/{location}`: retires a removed or renamed agent's location.
+async fn retire(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(location): Path<String>,
+) -> Result<Response, Error> {
+    let config = state.config();
+    let actor = authorize_write(&config, &headers, false)?;
+    let shown: String = location.chars().take(64).collect();
+    match state
+        .store
+        .retire_location(&location, &actor, &crate::notify::routing(&config))
+        .await?
+    {
+        retired @ crate::store::Retired::Retired { .. } => {
+            tracing::info!(actor = %actor, location = %shown, "location retired");
+            Ok(Json(retired).into_response())
+        }
+        crate::store::Retired::Live { .. } => Err(Error::Conflict(format!(
+            "the agent at {shown:?} is running (its heartbeat is recent): stop it first"
+        ))),
+        crate::store::Retired::Unknown => Err(Error::NotFound(format!(
+            "no agent or sighting at {shown:?}"
+        ))),
     }
 }

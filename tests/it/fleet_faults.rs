@@ -311,3 +311,106 @@ async fn a_database_outage_longer_than_silent_after_pages_no_one_and_probing_goe
         assert!(status.success(), "{log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_location_no_longer_keeps_its_incidents_open() {
+    let sim = start_simulator().await;
+    sim.state.set_tag("prod-fra", "unsupported_region").unwrap();
+    sim.state.set_tag("prod-iad", "ok").unwrap();
+    let ws = Workspace::on(Engine::Postgres);
+    let url = ws.pg_url.clone().unwrap();
+    let target = |tag: &str| {
+        TargetSpec {
+            name: "prod",
+            base_url: sim.tag_url(tag),
+            key_env: Some("K"),
+            timeout: "10s",
+            probes: &[("models", "1s")],
+        }
+        .toml()
+    };
+    let token = "[dashboard]\nlisten = \"127.0.0.1:0\"\nauth_token_env = \"TOK\"\n\n";
+    let fra_config = agent_config(&ws, &url, "fra-1", &target("prod-fra"));
+    let iad_config = agent_config(&ws, &url, "iad-1", &target("prod-iad"));
+    // iad-1's dashboard takes writes with a token.
+    let iad_text = std::fs::read_to_string(&iad_config)
+        .unwrap()
+        .replace("[dashboard]\nlisten = \"127.0.0.1:0\"\n\n", token);
+    std::fs::write(&iad_config, iad_text).unwrap();
+    let env = [("K", KEY), ("TOK", "retire-token-0000")];
+    let fra = Daemon::start(&fra_config, &env);
+    let iad = Daemon::start(&iad_config, &env);
+    eventually("the region incident seen from fra-1", || async {
+        let seen: Vec<(String,)> = ws
+            .try_rows(
+                "select l.location from incidents i join incident_locations l on l.incident_id = i.id \
+                 where i.category = 'region' and i.resolved_at_ms is null and l.until_ms is null",
+            )
+            .await
+            .ok()?;
+        (seen == vec![("fra-1".to_string(),)]).then_some(())
+    })
+    .await;
+    let cli = |location: &'static str| {
+        let config = iad_config.clone();
+        let dir = ws.dir.path().to_path_buf();
+        async move {
+            run_cli(
+                &[
+                    "--config",
+                    config.to_str().unwrap(),
+                    "agent",
+                    "retire",
+                    location,
+                ],
+                &[("K", KEY), ("TOK", "retire-token-0000")],
+                &dir,
+            )
+            .await
+        }
+    };
+    // A running agent is not retired.
+    let live = cli("iad-1").await;
+    assert_eq!(
+        live.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    // fra-1 is removed for good: the incident only it saw stays open until it is retired.
+    let (status, log) = fra.terminate().await;
+    assert!(status.success(), "{log}");
+    let out = eventually("fra-1 retired once its heartbeat is old", || async {
+        let out = cli("fra-1").await;
+        out.status.success().then_some(out)
+    })
+    .await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("location fra-1 retired; incidents resolved:"),
+        "{said}"
+    );
+    assert_eq!(
+        ws.count(
+            "select count(*) from incidents where category = 'region' and resolved_at_ms is null"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        ws.count("select count(*) from agents where location = 'fra-1'")
+            .await,
+        0
+    );
+    // Through the API: an unknown location is a 404 with the reason.
+    let dashboard = iad.dashboard_url().await;
+    let r = http_client()
+        .delete(format!("{dashboard}/api/v1/agents/nowhere-9"))
+        .bearer_auth("retire-token-0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let (status, log) = iad.terminate().await;
+    assert!(status.success(), "{log}");
+}

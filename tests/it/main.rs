@@ -17,6 +17,7 @@ mod faults;
 mod fleet;
 mod fleet_faults;
 mod hardening;
+mod history;
 mod hostile;
 mod leading;
 mod migrate;

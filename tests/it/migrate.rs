@@ -239,3 +239,111 @@ async fn migrate_refuses_a_database_holding_another_history_and_a_bad_url() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be a PostgreSQL URL"));
 }
+
+/// Run again after an agent wrote into the database and the SQLite history changed: the
+/// changed rows are brought up to date, the agent's rows are kept, and the rows whose ids
+/// it took are reported, with a failing exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_updates_changed_rows_and_reports_what_it_could_not_copy() {
+    let ws = Workspace::new();
+    let config = ws.write_config(
+        &TargetSpec {
+            name: "prod",
+            base_url: "http://127.0.0.1:9/v1".into(),
+            key_env: None,
+            timeout: "10s",
+            probes: &[("models", "1m")],
+        }
+        .toml(),
+    );
+    let store = Store::open(&ws.db()).await.unwrap();
+    let routing = Routing {
+        channels: Vec::new(),
+        routes: Vec::new(),
+        send_resolved: true,
+        group_wait_ms: 0,
+    };
+    let t0 = 1_700_000_000_000;
+    let mut states = std::collections::HashMap::new();
+    let detection = openai_watch::config::Detection::default();
+    store
+        .record(
+            "fra-1",
+            &[observation("prod", "invalid_api_key", t0)],
+            &mut states,
+            &detection,
+            &routing,
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let target = Workspace::on(Engine::Postgres);
+    let url = target.pg_url.clone().unwrap();
+    let migrate = || async {
+        run_cli(
+            &["--config", config.to_str().unwrap(), "migrate"],
+            &[("OPENAI_WATCH_MIGRATE_TO", url.as_str())],
+            ws.dir.path(),
+        )
+        .await
+    };
+    let first = migrate().await;
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // An agent writes three probes into the database; they take the next ids.
+    let agent = target.store().await;
+    agent
+        .insert_probes(
+            "iad-1",
+            &(1..=3)
+                .map(|i| observation("prod", "ok", t0 + i * 60_000))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    agent.close().await;
+    // Meanwhile the SQLite history goes on: five probes, and the incident resolves.
+    let store = Store::open(&ws.db()).await.unwrap();
+    store
+        .record(
+            "fra-1",
+            &(1..=5)
+                .map(|i| observation("prod", "ok", t0 + i * 30_000))
+                .collect::<Vec<_>>(),
+            &mut states,
+            &detection,
+            &routing,
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let second = migrate().await;
+    let stdout = String::from_utf8_lossy(&second.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&second.stderr).into_owned();
+    assert_eq!(second.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("not copied: 3 probes"), "{stderr}");
+    assert!(
+        stdout.contains("probes: 6 rows (2 new, 0 updated, 1 unchanged, 3 skipped)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("incidents: 1 rows (0 new, 1 updated, 0 unchanged, 0 skipped)"),
+        "{stdout}"
+    );
+    // The resolution reached the database; the agent's probes are still its own.
+    assert_eq!(
+        target
+            .count("select count(*) from incidents where resolved_at_ms is not null")
+            .await,
+        1
+    );
+    assert_eq!(
+        target
+            .count("select count(*) from probes where location = 'iad-1'")
+            .await,
+        3
+    );
+}

@@ -174,3 +174,68 @@ crate::both_engines!(
     a_reload_whose_alert_channel_cannot_be_built_is_refused_and_probing_goes_on,
     a_reload_that_removes_a_target_resolves_its_open_incident,
 );
+
+/// A channel taken out of the config on reload keeps its pending alerts, says so, and sends
+/// them when it is put back.
+#[tokio::test]
+async fn a_channel_removed_on_reload_keeps_its_alerts_until_it_is_back() {
+    let sim = start_simulator().await;
+    sim.state.set_tag("prod", "invalid_api_key").unwrap();
+    let prod = target("prod", sim.tag_url("prod"));
+    let hook = |url: &str| {
+        format!(
+            "[alerts]\ngroup_wait = \"0s\"\n\n[[alerts.webhook]]\nname = \"hook\"\nurl = \"{url}\"\n\n"
+        )
+    };
+    // The receiver is down at first: the firing alert waits, retried.
+    let down = format!("http://127.0.0.1:{}/hook", closed_port());
+    let app = TestApp::builder()
+        .with(&(hook(&down) + &prod))
+        .env("K", KEY)
+        .start_with(sim)
+        .await;
+    let state = || async {
+        app.ws
+            .try_rows::<(String, i64, Option<String>)>(
+                "select state, attempts, last_error from alert_deliveries",
+            )
+            .await
+            .unwrap_or_default()
+    };
+    eventually("a failed attempt", || async {
+        state().await.first().filter(|d| d.1 >= 1).cloned()
+    })
+    .await;
+    // Taken out of the config: kept, with the reason, never given up.
+    app.ws.write_config(&prod);
+    app.daemon.signal("HUP");
+    let kept = eventually("the alert kept for the missing channel", || async {
+        state().await.into_iter().find(|d| {
+            d.2.as_deref()
+                .is_some_and(|e| e.contains("no longer configured"))
+        })
+    })
+    .await;
+    assert_eq!(kept.0, "pending", "{kept:?}");
+    assert!(
+        app.daemon
+            .stderr
+            .lock()
+            .unwrap()
+            .contains("wait for a channel that is no longer configured"),
+        "the log says so"
+    );
+    // Put back, reachable: the alert goes out.
+    let up = format!("http://{}/_sim/webhook", app.sim.addr);
+    app.ws.write_config(&(hook(&up) + &prod));
+    app.daemon.signal("HUP");
+    eventually("the kept alert delivered", || async {
+        app.sim
+            .state
+            .webhooks()
+            .into_iter()
+            .find(|h| h["event"] == "firing")
+    })
+    .await;
+    assert_eq!(state().await[0].0, "sent");
+}
