@@ -5,17 +5,6 @@ use crate::helpers::*;
 
 const KEY: &str = "sk-history-test-key-000000000";
 
-async fn sqlite_exec(ws: &Workspace, sql: &str) {
-    use sqlx::Connection;
-    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", ws.db().display()))
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&mut c)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn incidents_come_a_page_at_a_time_and_old_resolved_ones_are_pruned() {
     let sim = start_simulator().await;
@@ -37,18 +26,15 @@ async fn incidents_come_a_page_at_a_time_and_old_resolved_ones_are_pruned() {
         .collect();
     let columns = "(target, category, location, probe, first_error_id, last_error_id, \
                    opened_at_ms, last_seen_at_ms, probe_count, resolved_at_ms)";
-    sqlite_exec(
-        &ws,
-        &format!("insert into incidents {columns} values {}", rows.join(", ")),
-    )
+    ws.sqlite_exec(&format!(
+        "insert into incidents {columns} values {}",
+        rows.join(", ")
+    ))
     .await;
-    sqlite_exec(
-        &ws,
-        &format!(
-            "insert into incidents {columns} values ('prod', 'quota', 'test-lab', 'chat', \
+    ws.sqlite_exec(&format!(
+        "insert into incidents {columns} values ('prod', 'quota', 'test-lab', 'chat', \
              'insufficient_quota', 'insufficient_quota', {now}, {now}, 1, null)"
-        ),
-    )
+    ))
     .await;
     let mut targets = String::new();
     for name in ["prod", "batch"] {

@@ -189,15 +189,13 @@ async fn silences_are_capped_with_a_clear_refusal_and_the_page_lists_a_few() {
             )
         })
         .collect();
-    sqlx_exec(
-        &app.ws,
-        &format!(
+    app.ws
+        .sqlite_exec(&format!(
             "insert into silences (target, category, error_id, location, starts_at_ms, ends_at_ms, \
              comment, created_by, created_at_ms) values {}",
             values.join(", ")
-        ),
-    )
-    .await;
+        ))
+        .await;
     let add = || {
         app.http
             .post(format!("{}/api/v1/silences", app.url))
@@ -257,14 +255,72 @@ async fn silences_are_capped_with_a_clear_refusal_and_the_page_lists_a_few() {
     assert!(page.len() < 64 * 1024, "{} bytes", page.len());
 }
 
-/// Runs one statement on the workspace's SQLite file, as an operator's script would.
-async fn sqlx_exec(ws: &Workspace, sql: &str) {
-    use sqlx::Connection;
-    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", ws.db().display()))
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&mut c)
-        .await
-        .unwrap();
+#[tokio::test]
+async fn the_command_line_refuses_long_comments_and_prints_none_raw() {
+    let app = app().await;
+    eventually("the auth incident", || async {
+        (app.ws.try_count("select count(*) from incidents").await == Some(1)).then_some(())
+    })
+    .await;
+    let id: i64 = app.ws.count("select id from incidents").await;
+    let config = app.ws.config_path();
+    let config = config.to_str().unwrap();
+    let long = "x".repeat(120_000);
+    let out = run_cli(
+        &[
+            "--config",
+            config,
+            "ack",
+            &id.to_string(),
+            "--comment",
+            &long,
+        ],
+        &[],
+        app.ws.dir.path(),
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("at most 1000"), "{err}");
+    assert_eq!(acks(&app.ws).await, 0);
+    // A comment stored before comments were checked is cleaned when printed.
+    let out = run_cli(
+        &[
+            "--config",
+            config,
+            "silence",
+            "add",
+            "--target",
+            "prod",
+            "--category",
+            "auth",
+            "--for",
+            "1h",
+            "--comment",
+            "ok",
+        ],
+        &[],
+        app.ws.dir.path(),
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.ws
+        .sqlite_exec(
+            "update silences set comment = 'a' || char(27) || '[31mred' || char(10) || 'x'",
+        )
+        .await;
+    let out = run_cli(
+        &["--config", config, "silence", "list"],
+        &[],
+        app.ws.dir.path(),
+    )
+    .await;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(!listed.contains('\u{1b}'), "{listed:?}");
+    assert_eq!(listed.lines().count(), 1, "{listed:?}");
 }

@@ -386,6 +386,19 @@ impl Workspace {
         std::fs::write(self.config_path(), text).unwrap();
         self.config_path()
     }
+    /// Runs one statement on the workspace's SQLite file directly, as an operator's script
+    /// would (rows written before a check existed, a history seeded in bulk).
+    pub async fn sqlite_exec(&self, sql: &str) {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.db().display()))
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+
     /// Every file of the database (main file, WAL, shared memory) as bytes; for PostgreSQL,
     /// a dump of every row.
     pub fn db_bytes(&self) -> Vec<u8> {
