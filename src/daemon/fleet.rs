@@ -18,6 +18,10 @@ const BEAT_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 const SWITCH_EVERY: Duration = Duration::from_secs(60);
 /// How often an agent without the housekeeping lock tries to take it.
 const LEADER_RETRY: Duration = Duration::from_secs(15);
+/// How often the agent that holds it checks that it still does: after a database restart
+/// its connection is gone and another agent may take the lock, so two agents lead for at
+/// most this long.
+const LEADER_CHECK: Duration = Duration::from_secs(2);
 
 /// How often this agent writes its heartbeat: a third of the silence it allows, at most 10 s.
 pub fn beat_every(silent_after: Duration) -> Duration {
@@ -51,7 +55,9 @@ pub async fn heartbeat(
         let every = beat_every(current.silent_after);
         let now = crate::clock::now_ms();
         keep_location(&store, &current.location, &mut location_lock).await;
-        if health.scheduler_ok(now) {
+        // The first heartbeat goes out as the agent starts (its scheduler is starting with
+        // it), so that its first alerts already say where they are seen from.
+        if continuity.is_none() || health.scheduler_ok(now) {
             let me = AgentRow {
                 location: current.location.clone(),
                 seen_at_ms: now,
@@ -204,9 +210,15 @@ pub async fn lead(store: Store, leadership: Arc<Leadership>, cancel: Cancellatio
             }
         }
         leadership.held.store(lock.is_some(), Ordering::Relaxed);
+        // On SQLite the lock is this process's for good: nothing to check.
+        let next = match &lock {
+            Some(_) if !store.is_postgres() => Duration::from_secs(3600),
+            Some(_) => LEADER_CHECK,
+            None => LEADER_RETRY,
+        };
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = tokio::time::sleep(LEADER_RETRY) => {}
+            () = tokio::time::sleep(next) => {}
         }
     }
 }

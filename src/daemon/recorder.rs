@@ -392,6 +392,9 @@ impl Recorder {
 
 fn log_change(c: &IncidentChange) {
     match c.transition {
+        Transition::Opened { category, .. } if c.joined => {
+            tracing::info!(target = %c.target, %category, incident = c.incident_id, "open incident seen from this location too");
+        }
         Transition::Opened {
             category,
             probe_count,

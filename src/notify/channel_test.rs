@@ -37,6 +37,7 @@ pub async fn test(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Tes
         ack_comment: None,
         locations: Vec::new(),
         healthy_locations: Vec::new(),
+        fleet: false,
     };
     let alert = renderer.alert(MessageKind::Test, Category::Auth, &[row]);
     let mut out = Vec::new();

@@ -42,12 +42,18 @@ pub struct IncidentView {
 /// location)", or for a resolved incident "was seen from fra-1": only when more than one
 /// location is in the picture.
 fn where_seen(row: &IncidentRow) -> Option<String> {
-    if row.locations.is_empty() || (row.locations.len() == 1 && row.healthy_locations.is_empty()) {
+    let alone = row.locations.len() == 1 && row.healthy_locations.is_empty();
+    if row.locations.is_empty() || (alone && !row.fleet) {
         return None;
     }
     let seen = row.locations.join(", ");
     Some(if row.resolved_at_ms.is_some() {
         format!("{} was seen from {seen}", row.last_error_id)
+    } else if alone {
+        format!(
+            "{} from {seen}; no other location has probed {} yet",
+            row.last_error_id, row.target
+        )
     } else if row.healthy_locations.is_empty() {
         format!("{} from {seen} (every location)", row.last_error_id)
     } else {
@@ -353,6 +359,7 @@ mod tests {
             ack_comment: Some("fixing <billing>".into()),
             locations: vec!["fra-1".into()],
             healthy_locations: vec!["iad-1".into()],
+            fleet: true,
         };
         Alert {
             kind: MessageKind::Firing,

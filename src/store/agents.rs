@@ -163,6 +163,7 @@ impl Store {
                 transition: Transition::Resolved {
                     category: Category::Monitor,
                 },
+                joined: false,
             });
         }
         let others: Vec<AgentRow> = on!(tx, c => sqlx::query_as::<_, AgentRow>(
@@ -221,6 +222,7 @@ impl Store {
                     probe_count: 0,
                     since_ms: other.seen_at_ms,
                 },
+                joined: false,
             });
         }
         self.commit(tx).await?;

@@ -119,18 +119,28 @@ impl Store {
         .bind(high)
         .fetch_all(c).await)?;
         // Healthy elsewhere: only a fleet has an elsewhere (a SQLite file has one writer).
+        // Healthy where a running agent probes the target (it keeps a detector state for
+        // it) and does not see the incident: an agent that never probes it says nothing.
         let now = crate::clock::now_ms();
-        let running: Vec<String> = if self.is_postgres() {
-            self.agents()
+        let (running, probing): (Vec<String>, Vec<(String, String)>) = if self.is_postgres() {
+            let running = self
+                .agents()
                 .await?
                 .into_iter()
                 .filter(|a| !a.is_silent(now))
                 .map(|a| a.location)
-                .collect()
+                .collect();
+            let probing = on!(self.pool, c => sqlx::query_as(
+                "select location, target from detector_states",
+            )
+            .fetch_all(c).await)?;
+            (running, probing)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
+        let fleet = self.is_postgres();
         for row in &mut rows {
+            row.fleet = fleet;
             let open = row.resolved_at_ms.is_none();
             for (_, location, until) in seen.iter().filter(|s| s.0 == row.id) {
                 if (!open || until.is_none()) && !row.locations.contains(location) {
@@ -141,6 +151,7 @@ impl Store {
                 row.healthy_locations = running
                     .iter()
                     .filter(|l| !row.locations.contains(l))
+                    .filter(|l| probing.iter().any(|(pl, pt)| pl == *l && *pt == row.target))
                     .cloned()
                     .collect();
             }

@@ -89,6 +89,11 @@ pub struct IncidentRow {
     #[sqlx(skip)]
     #[serde(default)]
     pub healthy_locations: Vec<String>,
+    /// Whether it is a fleet's incident (a shared PostgreSQL database): alerts then always
+    /// say where it is seen, even from the first seconds, before other agents probed.
+    #[sqlx(skip)]
+    #[serde(default)]
+    pub fleet: bool,
 }
 
 pub(super) const INCIDENT_COLUMNS: &str = "id, target, category, location, probe, first_error_id, last_error_id, http_status, \
@@ -111,6 +116,8 @@ pub struct IncidentChange {
     pub incident_id: i64,
     /// `Opened` or `Resolved`.
     pub transition: Transition,
+    /// `Opened` by another location already: this one joined it (no new incident).
+    pub joined: bool,
 }
 
 impl Store {
@@ -206,7 +213,7 @@ impl Store {
                 }
             }
             for (t, evidence) in steps {
-                let events = apply(&mut tx, location, o, t, &evidence, routing).await?;
+                let (events, joined) = apply(&mut tx, location, o, t, &evidence, routing).await?;
                 recorded.events += events;
                 if !matches!(t, Transition::Seen { .. }) {
                     let incident_id =
@@ -215,6 +222,7 @@ impl Store {
                         target: o.target.to_string(),
                         incident_id,
                         transition: t,
+                        joined,
                     });
                 }
             }
@@ -297,6 +305,7 @@ impl Store {
                     target: target.to_string(),
                     incident_id,
                     transition: Transition::Resolved { category },
+                    joined: false,
                 });
             }
         }
@@ -396,7 +405,7 @@ async fn apply(
     t: Transition,
     ev: &Evidence<'_>,
     routing: &Routing,
-) -> Result<usize, StoreError> {
+) -> Result<(usize, bool), StoreError> {
     match t {
         Transition::Opened {
             category,
@@ -436,7 +445,7 @@ async fn apply(
             .bind(since_ms)
             .execute(c).await.map(|r| r.rows_affected()))?;
             if opened.is_none() {
-                return Ok(0);
+                return Ok((0, true));
             }
             let channels = routing.channels_for(o.target.as_str(), category, location);
             insert_event(
@@ -449,6 +458,7 @@ async fn apply(
                 &channels,
             )
             .await
+            .map(|events| (events, false))
         }
         Transition::Seen { category } => {
             write_on!(tx, q = "update incidents set last_error_id = " => {
@@ -467,15 +477,14 @@ async fn apply(
                     .push_bind(category)
                     .push(" and resolved_at_ms is null");
             })?;
-            Ok(0)
+            Ok((0, false))
         }
-        Transition::Resolved { category } => {
-            Ok(
-                resolve(tx, location, o.target.as_str(), category, o.at_ms, routing)
-                    .await?
-                    .map_or(0, |(_, events)| events),
-            )
-        }
+        Transition::Resolved { category } => Ok((
+            resolve(tx, location, o.target.as_str(), category, o.at_ms, routing)
+                .await?
+                .map_or(0, |(_, events)| events),
+            false,
+        )),
     }
 }
 

@@ -405,6 +405,8 @@ impl Store {
                 ("tcp_keepalives_idle", "10"),
                 ("tcp_keepalives_interval", "5"),
                 ("tcp_keepalives_count", "3"),
+                // Notices (a migration table that exists already) are not log lines.
+                ("client_min_messages", "warning"),
             ])
             // Which process a session is, in pg_stat_activity and pg_locks.
             .application_name(&format!("openai-watch/{}", std::process::id()));

@@ -414,3 +414,114 @@ async fn a_retired_location_no_longer_keeps_its_incidents_open() {
     let (status, log) = iad.terminate().await;
     assert!(status.success(), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_logs_and_locations_say_what_each_agent_really_sees() {
+    use crate::helpers::smtp::SmtpServer;
+    let sim = start_simulator().await;
+    sim.state.set_tag("prod-bad", "unsupported_region").unwrap();
+    sim.state.set_tag("batch", "ok").unwrap();
+    let smtp = SmtpServer::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), None);
+    let ws = Workspace::on(Engine::Postgres);
+    let url = ws.pg_url.clone().unwrap();
+    let alerts = format!(
+        "[detection]\nfailure_threshold = 1\n\n[alerts]\ngroup_wait = \"0s\"\ncategories = [\"region\"]\n\n\
+         [alerts.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\n\
+         from = \"w@example.com\"\nto = [\"oncall@example.com\"]\n\n",
+        smtp.port
+    );
+    let target = |name: &str, tag: &str| {
+        TargetSpec {
+            name,
+            base_url: sim.tag_url(tag),
+            key_env: Some("K"),
+            timeout: "10s",
+            probes: &[("models", "1s")],
+        }
+        .toml()
+    };
+    // fra-1 sees the region problem from its first probe; ops-1 never probes prod.
+    let fra = Daemon::start(
+        &agent_config(
+            &ws,
+            &url,
+            "fra-1",
+            &(alerts.clone() + &target("prod", "prod-bad")),
+        ),
+        &[("K", KEY)],
+    );
+    let ops = Daemon::start(
+        &agent_config(
+            &ws,
+            &url,
+            "ops-1",
+            &(alerts.clone() + &target("batch", "batch")),
+        ),
+        &[("K", KEY)],
+    );
+    let firing = eventually("the FIRING email", || async {
+        smtp.mails()
+            .into_iter()
+            .find(|m| m.subject.starts_with("[openai-watch] FIRING region: prod"))
+    })
+    .await;
+    assert!(
+        firing
+            .text
+            .contains("Where:       unsupported_region from fra-1"),
+        "even the first alert says where: {}",
+        firing.text
+    );
+    let dashboard = ops.dashboard_url().await;
+    let incidents =
+        json_of(http_client().get(format!("{dashboard}/api/v1/incidents?state=open"))).await;
+    assert_eq!(
+        incidents[0]["locations"],
+        serde_json::json!(["fra-1"]),
+        "{incidents}"
+    );
+    assert!(
+        !incidents[0]["healthy_locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "ops-1"),
+        "ops-1 never probes prod: {incidents}"
+    );
+    // iad-1 joins and sees it too: it joins the incident, it does not open one.
+    let iad = Daemon::start(
+        &agent_config(&ws, &url, "iad-1", &(alerts + &target("prod", "prod-bad"))),
+        &[("K", KEY)],
+    );
+    eventually("iad-1 seeing the incident too", || async {
+        let seen: Vec<(String,)> = ws
+            .try_rows(
+                "select location from incident_locations where until_ms is null order by location",
+            )
+            .await
+            .ok()?;
+        (seen.len() == 2).then_some(())
+    })
+    .await;
+    let mut logs = Vec::new();
+    for agent in [fra, ops, iad] {
+        let (status, log) = agent.terminate().await;
+        assert!(status.success(), "{log}");
+        logs.push(log);
+    }
+    let iad_log = &logs[2];
+    assert!(
+        iad_log.contains("open incident seen from this location too"),
+        "{iad_log}"
+    );
+    assert!(!iad_log.contains("incident opened"), "{iad_log}");
+    for log in &logs {
+        assert!(!log.contains("already exists, skipping"), "{log}");
+    }
+    let firing: Vec<_> = smtp
+        .mails()
+        .into_iter()
+        .filter(|m| m.subject.contains("FIRING"))
+        .collect();
+    assert_eq!(firing.len(), 1, "one incident, one message");
+}
