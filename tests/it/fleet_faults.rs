@@ -525,3 +525,49 @@ async fn alerts_logs_and_locations_say_what_each_agent_really_sees() {
         .collect();
     assert_eq!(firing.len(), 1, "one incident, one message");
 }
+
+/// Debian's libfaketime, which `.ci/run` installs: a process's wall clock set off.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_clock_is_ahead_blames_no_one_and_is_told() {
+    assert!(
+        std::path::Path::new(FAKETIME).exists(),
+        "{FAKETIME} is missing: apt-get install faketime"
+    );
+    let sim = start_simulator().await;
+    let ws = Workspace::on(Engine::Postgres);
+    let url = ws.pg_url.clone().unwrap();
+    let fra = Daemon::start(
+        &agent_config(&ws, &url, "fra-1", &targets(&sim, 1)),
+        &[("K", KEY)],
+    );
+    // iad-1's clock is 40 s ahead (its timers, on the monotonic clock, are not).
+    let iad = Daemon::start(
+        &agent_config(&ws, &url, "iad-1", &targets(&sim, 1)),
+        &[
+            ("K", KEY),
+            ("LD_PRELOAD", FAKETIME),
+            ("FAKETIME", "+40s"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    eventually("two heartbeats", || async {
+        (ws.try_count("select count(*) from agents").await == Some(2)).then_some(())
+    })
+    .await;
+    // Several times silent_after of heartbeats from both.
+    let before = probes_from(&ws, "iad-1").await;
+    eventually("ten more probes from iad-1", || async {
+        (probes_from(&ws, "iad-1").await >= before + 10).then_some(())
+    })
+    .await;
+    assert_eq!(monitor_incidents(&ws).await, Vec::<(String,)>::new());
+    let (_, fra_log) = fra.terminate().await;
+    let (_, iad_log) = iad.terminate().await;
+    assert!(iad_log.contains("clock is off the database's"), "{iad_log}");
+    assert!(
+        !fra_log.contains("clock is off the database's"),
+        "{fra_log}"
+    );
+}
