@@ -571,3 +571,112 @@ async fn an_agent_whose_clock_is_ahead_blames_no_one_and_is_told() {
         "{fra_log}"
     );
 }
+
+/// A sender frozen mid-send past its lease: another agent sends the alert (at least once),
+/// and the frozen one, resumed, never sets that delivery back to pending, so no third copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_frozen_past_its_lease_never_causes_a_third_copy() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = start_simulator().await;
+    sim.state.set_tag("prod", "invalid_api_key").unwrap();
+    let ws = Workspace::on(Engine::Postgres);
+    let url = ws.pg_url.clone().unwrap();
+    // The receiver: the first request is held unanswered; every later one gets 200.
+    let receiver = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let paths: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let seen = paths.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = receiver.accept().await {
+            let mut buf = vec![0u8; 65536];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let path = String::from_utf8_lossy(&got)
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
+            let first = {
+                let mut p = seen.lock().unwrap();
+                p.push(path);
+                p.len() == 1
+            };
+            if first {
+                held.push(s);
+            } else {
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            }
+        }
+    });
+    let config = |location: &str| {
+        agent_config(
+            &ws,
+            &url,
+            location,
+            &format!(
+                "[detection]\nfailure_threshold = 1\n\n[alerts]\ngroup_wait = \"0s\"\ncategories = [\"auth\"]\n\n\
+                 [[alerts.webhook]]\nname = \"hook\"\nurl = \"http://127.0.0.1:{port}/{location}\"\n\n{}",
+                TargetSpec {
+                    name: "prod",
+                    base_url: sim.tag_url("prod"),
+                    key_env: Some("K"),
+                    timeout: "10s",
+                    probes: &[("models", "1s")],
+                }
+                .toml()
+            ),
+        )
+    };
+    let agents = [
+        Daemon::start(&config("fra-1"), &[("K", KEY)]),
+        Daemon::start(&config("iad-1"), &[("K", KEY)]),
+    ];
+    // Whoever sends first is frozen while its request is held.
+    let first = eventually("the first delivery attempt", || async {
+        paths.lock().unwrap().first().cloned()
+    })
+    .await;
+    let frozen = usize::from(first != "/fra-1");
+    agents[frozen].signal("STOP");
+    // Its lease (60 s) ends; the other agent sends.
+    eventually_within(
+        Duration::from_secs(120),
+        "the other agent's delivery",
+        || async { (paths.lock().unwrap().len() >= 2).then_some(()) },
+    )
+    .await;
+    eventually("the delivery marked sent", || async {
+        let state: Vec<(String,)> = ws
+            .try_rows("select state from alert_deliveries")
+            .await
+            .ok()?;
+        (state == vec![("sent".to_string(),)]).then_some(())
+    })
+    .await;
+    // The frozen one resumes: its send has timed out meanwhile.
+    agents[frozen].signal("CONT");
+    let resumed = probes_from(&ws, if frozen == 0 { "fra-1" } else { "iad-1" }).await;
+    eventually("the resumed agent writing again", || async {
+        (probes_from(&ws, if frozen == 0 { "fra-1" } else { "iad-1" }).await >= resumed + 10)
+            .then_some(())
+    })
+    .await;
+    let state: Vec<(String,)> = ws.rows("select state from alert_deliveries").await;
+    assert_eq!(state, vec![("sent".to_string(),)]);
+    let requests = paths.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "one held copy, one sent: {requests:?}");
+    for agent in agents {
+        let (status, log) = agent.terminate().await;
+        assert!(status.success(), "{log}");
+    }
+}
