@@ -130,7 +130,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
             return check::run(&config, *json, &mut std::io::stdout().lock())
                 .await
                 .unwrap_or_else(|e| {
-                    print_error(format_args!("{e:#}"));
+                    print_error(format_args!("{}", crate::error_chain::anyhow_chain(&e)));
                     Exit::Unknown
                 });
         }
@@ -154,7 +154,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         },
     };
     result.unwrap_or_else(|e| {
-        print_error(format_args!("{e:#}"));
+        print_error(format_args!("{}", crate::error_chain::anyhow_chain(&e)));
         // A config found wrong only once a command looks deeper (the database URL of
         // `status`) is still a configuration error.
         if e.downcast_ref::<ConfigError>().is_some() {

@@ -11,7 +11,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     match crate::daemon::run(config, None, shutdown, crate::signals::reload()).await {
         Ok(()) => Ok(Exit::Success),
         Err(e) if passes_on_its_own(&e) => {
-            super::print_error(format_args!("{e:#}"));
+            super::print_error(format_args!("{}", crate::error_chain::anyhow_chain(&e)));
             Ok(Exit::TempFail)
         }
         Err(e) => Err(e),

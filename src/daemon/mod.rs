@@ -40,11 +40,14 @@ pub async fn run(
     // One writer per SQLite file, this daemon, for as long as it runs; `check` and `status`
     // work beside it. A PostgreSQL database is shared by the agents of a fleet.
     let writer = writer_lock(&config)?;
-    let store = Store::connect(&config.database).await.with_context(|| {
-        format!(
-            "cannot start with the database {}",
-            config.database.describe()
-        )
+    // The store's errors name the database; others are told which one.
+    let store = Store::connect(&config.database).await.map_err(|e| {
+        let described = config.database.describe();
+        if e.to_string().contains(&described) {
+            anyhow::Error::new(e)
+        } else {
+            anyhow::Error::new(e).context(format!("cannot start with the database {described}"))
+        }
     })?;
     // A second live agent under the same location would take over the first one's leases
     // and mask its death: refused, as a second writer of a SQLite file is.
@@ -178,7 +181,7 @@ pub async fn run(
                         systemd::status(&status_line(&new, store.count_open_incidents().await.unwrap_or(0)));
                         let _ = config_tx.send(Arc::new(new));
                     }
-                    Err(e) => tracing::error!("config reload refused, the running config stays: {e:#}"),
+                    Err(e) => tracing::error!("config reload refused, the running config stays: {}", crate::error_chain::anyhow_chain(&e)),
                 }
             }
         }

@@ -103,7 +103,7 @@ impl IntoResponse for Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Internal(e) => {
-                tracing::error!(error = %format!("{e:#}"), "request failed");
+                tracing::error!(error = %crate::error_chain::anyhow_chain(e), "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };

@@ -169,6 +169,10 @@ async fn a_database_password_never_reaches_an_error_however_the_url_parses() {
             assert_eq!(out.status.code(), Some(*code), "{args:?} {url}: {err}");
             assert!(err.to_lowercase().contains(says), "{args:?} {url}: {err}");
             assert_eq!(err.matches("pool timed out").count(), 0, "{err}");
+            // One line, each cause said once.
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+            assert!(err.matches("(os error").count() <= 1, "{err}");
+            assert!(err.matches("database").count() <= 2, "{err}");
         }
     }
     // `migrate` with the URL in its environment variable.
