@@ -498,3 +498,81 @@ async fn a_careless_status_page_stays_small_clean_and_after_the_facts_in_every_a
     let page = app.get("/").await.text().await.unwrap();
     assert!(page.len() < 64 * 1024, "{} bytes", page.len());
 }
+
+/// A status page that redirects to another host is not followed there; one that drips its
+/// bytes is reported as a timeout, not as a decoding error.
+#[tokio::test]
+async fn the_status_poller_stays_on_its_host_and_names_a_dripping_page_a_timeout() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_port = elsewhere.local_addr().unwrap().port();
+    let contacted = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = contacted.clone();
+    tokio::spawn(async move {
+        while let Ok((_s, _)) = elsewhere.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let page = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_port = page.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = page.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if request.starts_with("GET /redirect") {
+                    let _ = s
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{elsewhere_port}/summary.json\r\ncontent-length: 0\r\n\r\n"
+                            )
+                            .as_bytes(),
+                        )
+                        .await;
+                } else {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n")
+                        .await;
+                    for _ in 0..1000 {
+                        if s.write_all(b" ").await.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                }
+            });
+        }
+    });
+    for (path, says) in [
+        ("redirect", "a redirect to another host is not followed"),
+        ("drip", "no complete answer within 10s"),
+    ] {
+        let sim = start_simulator().await;
+        let config = format!(
+            "[upstream_status]\nurl = \"http://127.0.0.1:{page_port}/{path}\"\ninterval = \"10s\"\n\n{}",
+            one_second_target("prod", sim.tag_url("prod"), "models")
+        );
+        let app = TestApp::builder()
+            .with(&config)
+            .env("K", KEY)
+            .start_with(sim)
+            .await;
+        app.json_until(
+            &format!("the {path} page reported"),
+            "/api/v1/status",
+            |s| {
+                s["upstream"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(says))
+            },
+        )
+        .await;
+    }
+    assert_eq!(
+        contacted.load(Ordering::SeqCst),
+        0,
+        "the other host was contacted"
+    );
+}
