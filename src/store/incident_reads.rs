@@ -1,9 +1,49 @@
 //! Reading incidents back: lists for the page, the API and the commands, each with where it
 //! is seen (SPEC §14).
 
-use super::incidents::INCIDENT_COLUMNS;
-use super::{IncidentRow, Store, StoreError};
-use crate::domain::Category;
+use super::{Store, StoreError};
+use crate::domain::{Category, ProbeKind};
+use serde::Serialize;
+
+/// An incident as stored.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow)]
+pub struct IncidentRow {
+    pub id: i64,
+    pub target: String,
+    pub category: Category,
+    pub location: String,
+    pub probe: ProbeKind,
+    pub first_error_id: String,
+    pub last_error_id: String,
+    pub http_status: Option<i64>,
+    pub opened_at_ms: i64,
+    pub last_seen_at_ms: i64,
+    pub resolved_at_ms: Option<i64>,
+    pub probe_count: i64,
+    pub last_message: Option<String>,
+    pub request_id: Option<String>,
+    /// Acknowledged: when, by whom (a dashboard token's name or `cli:USER`), and why.
+    pub acked_at_ms: Option<i64>,
+    pub acked_by: Option<String>,
+    pub ack_comment: Option<String>,
+    /// The locations that see it now; once resolved, every location that saw it (SPEC §14).
+    #[sqlx(skip)]
+    #[serde(default)]
+    pub locations: Vec<String>,
+    /// Locations of running agents that do not see it (none on one machine).
+    #[sqlx(skip)]
+    #[serde(default)]
+    pub healthy_locations: Vec<String>,
+    /// Whether it is a fleet's incident (a shared PostgreSQL database): alerts then always
+    /// say where it is seen, even from the first seconds, before other agents probed.
+    #[sqlx(skip)]
+    #[serde(default)]
+    pub fleet: bool,
+}
+
+pub(super) const INCIDENT_COLUMNS: &str = "id, target, category, location, probe, first_error_id, last_error_id, http_status, \
+     opened_at_ms, last_seen_at_ms, resolved_at_ms, probe_count, last_message, request_id, \
+     acked_at_ms, acked_by, ack_comment";
 
 impl Store {
     /// How many incidents are open.

@@ -20,7 +20,8 @@ pub use agents::{
 };
 pub use copy::{CopyError, CopyProgress, TableCopy};
 pub use engine::{HOUSEKEEPING_LOCK, INCIDENTS_LOCK};
-pub use incidents::{ChannelRoute, IncidentChange, IncidentRow, Recorded, Routing};
+pub use incident_reads::IncidentRow;
+pub use incidents::{ChannelRoute, IncidentChange, Recorded, Routing};
 use lock::MigrationLock;
 pub use lock::{LockError, WriterLock, lock_path, migration_lock_path};
 pub use outbox::{DeliveryCounts, DeliveryRow, FailedDelivery, PendingDelivery};

@@ -152,7 +152,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let found = on!(tx, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(format!(
             "select {} from incidents where id = $1",
-            super::incidents::INCIDENT_COLUMNS
+            super::incident_reads::INCIDENT_COLUMNS
         )))
         .bind(id)
         .fetch_optional(c).await)?;
@@ -164,7 +164,7 @@ impl Store {
         }
         let row = on!(tx, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(format!(
             "update incidents set acked_at_ms = $1, acked_by = $2, ack_comment = $3 where id = $4 returning {}",
-            super::incidents::INCIDENT_COLUMNS
+            super::incident_reads::INCIDENT_COLUMNS
         )))
         .bind(now_ms)
         .bind(actor)
