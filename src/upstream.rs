@@ -66,8 +66,8 @@ struct SummaryStatus {
 
 /// Most open incidents kept from the page; the rest are counted.
 pub const MAX_INCIDENTS: usize = 3;
-/// Longest incident name kept, in characters.
-const MAX_NAME_CHARS: usize = 120;
+/// Longest incident name kept, in bytes.
+const MAX_NAME_BYTES: usize = 120;
 
 /// Reads a `summary.json` body: the open incidents, at most `MAX_INCIDENTS` of them, each
 /// field cleaned of control characters and cut, a shortlink kept only when it is an http(s)
@@ -85,7 +85,7 @@ pub fn parse(body: &[u8]) -> Result<(String, String, Vec<UpstreamIncident>, usiz
         .into_iter()
         .take(MAX_INCIDENTS)
         .map(|i| UpstreamIncident {
-            name: clean(&i.name, MAX_NAME_CHARS),
+            name: clean(&i.name, MAX_NAME_BYTES),
             status: clean(&i.status, 24),
             impact: clean(&i.impact, 24),
             shortlink: i.shortlink.filter(|l| {
@@ -98,22 +98,16 @@ pub fn parse(body: &[u8]) -> Result<(String, String, Vec<UpstreamIncident>, usiz
         .collect();
     Ok((
         clean(&s.status.indicator, 24),
-        clean(&s.status.description, MAX_NAME_CHARS),
+        clean(&s.status.description, MAX_NAME_BYTES),
         kept,
         more,
     ))
 }
 
-/// Upstream text without control characters (terminal escapes, OSC-8 links), cut to `max`
-/// characters with a visible "…".
+/// Upstream text without control characters (terminal escapes, OSC-8 links), cut to
+/// `max` bytes with a visible "…".
 fn clean(text: &str, max: usize) -> String {
-    let cleaned = crate::redact::clean_message(text, &[]);
-    if cleaned.chars().count() <= max {
-        return cleaned;
-    }
-    let mut cut: String = cleaned.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    crate::redact::truncate(crate::redact::clean_message(text, &[]), max)
 }
 
 /// The sentence an alert of `category` carries, if it carries one: "OpenAI reports: …", the
@@ -204,17 +198,7 @@ pub async fn poll(
         .user_agent(concat!("openai-watch/", env!("CARGO_PKG_VERSION")))
         .timeout(FETCH_TIMEOUT)
         // Like the probes: a redirect is followed only on the page's own origin.
-        .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            let same_origin = attempt
-                .previous()
-                .first()
-                .is_some_and(|f| f.origin() == attempt.url().origin());
-            if same_origin && attempt.previous().len() < 5 {
-                attempt.follow()
-            } else {
-                attempt.stop()
-            }
-        }))
+        .redirect(crate::tls::same_origin_redirects())
         .build()
     {
         Ok(c) => c,

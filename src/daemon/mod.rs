@@ -40,12 +40,12 @@ pub async fn run(
     // One writer per SQLite file, this daemon, for as long as it runs; `check` and `status`
     // work beside it. A PostgreSQL database is shared by the agents of a fleet.
     let writer = writer_lock(&config)?;
-    // The store's errors name the database; others are told which one.
+    // Most of the store's errors name the database; the others are told which one.
     let store = Store::connect(&config.database).await.map_err(|e| {
-        let described = config.database.describe();
-        if e.to_string().contains(&described) {
+        if e.names_the_database() {
             anyhow::Error::new(e)
         } else {
+            let described = config.database.describe();
             anyhow::Error::new(e).context(format!("cannot start with the database {described}"))
         }
     })?;

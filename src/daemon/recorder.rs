@@ -250,13 +250,7 @@ impl Recorder {
                 }
             }
         }
-        if lost > 0 {
-            self.metrics.probes_dropped(lost);
-            tracing::warn!(
-                dropped = lost,
-                "database still not writable; oldest unwritten probes dropped"
-            );
-        }
+        self.dropped(lost);
         for o in arrived {
             self.accept(o);
         }
@@ -266,16 +260,20 @@ impl Recorder {
 
     /// Keeps at most `MAX_PENDING` unwritten rows: the oldest go first, counted and logged.
     fn drop_oldest_beyond_cap(&mut self) {
-        if self.pending.len() <= MAX_PENDING {
-            return;
-        }
-        let drop = self.pending.len() - MAX_PENDING;
+        let drop = self.pending.len().saturating_sub(MAX_PENDING);
         self.pending.drain(..drop);
-        self.metrics.probes_dropped(drop);
-        tracing::warn!(
-            dropped = drop,
-            "database still not writable; oldest unwritten probes dropped"
-        );
+        self.dropped(drop);
+    }
+
+    /// Counts and logs unwritten probes dropped.
+    fn dropped(&self, n: usize) {
+        if n > 0 {
+            self.metrics.probes_dropped(n);
+            tracing::warn!(
+                dropped = n,
+                "database still not writable; oldest unwritten probes dropped"
+            );
+        }
     }
 
     async fn write_pending(&mut self) {

@@ -66,16 +66,8 @@ impl Prober {
         let client = reqwest::Client::builder()
             .user_agent(concat!("openai-watch/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                // Follow only to the same origin: the key must never travel to another host.
-                let first = attempt.previous().first().cloned();
-                let same_origin = first.is_some_and(|f| f.origin() == attempt.url().origin());
-                if same_origin && attempt.previous().len() < 5 {
-                    attempt.follow()
-                } else {
-                    attempt.stop()
-                }
-            }))
+            // The key must never travel to another host.
+            .redirect(crate::tls::same_origin_redirects())
             .pool_idle_timeout(Duration::from_secs(90))
             // A wave of probes to one host (every target on api.openai.com) goes out at once:
             // keep a connection for each probe that can be in flight, or every wave would

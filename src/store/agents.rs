@@ -93,19 +93,19 @@ pub enum Retired {
     Unknown,
 }
 
+/// PostgreSQL's clock now, in Unix ms.
+const NOW_MS: &str = "select (extract(epoch from clock_timestamp()) * 1000)::bigint";
+
 /// The class of the advisory locks (two-key form) that say a location is in use.
 const LOCATION_LOCK_CLASS: i32 = 0x6f77;
 
 /// The database's clock, in Unix ms: every agent of a fleet compares times by this one
 /// clock, never by its own. SQLite is one machine: its clock is the daemon's.
-pub(super) async fn database_now_ms(tx: &mut super::Tx) -> Result<i64, StoreError> {
+async fn database_now_ms(tx: &mut super::Tx) -> Result<i64, StoreError> {
     if !tx.is_postgres() {
         return Ok(crate::clock::now_ms());
     }
-    Ok(on!(tx, c => sqlx::query_scalar::<_, i64>(
-        "select (extract(epoch from clock_timestamp()) * 1000)::bigint",
-    )
-    .fetch_one(c).await)?)
+    Ok(on!(tx, c => sqlx::query_scalar::<_, i64>(NOW_MS).fetch_one(c).await)?)
 }
 
 impl Store {
@@ -313,10 +313,7 @@ impl Store {
         if !self.is_postgres() {
             return Ok(crate::clock::now_ms());
         }
-        Ok(on!(self.pool, c => sqlx::query_scalar::<_, i64>(
-            "select (extract(epoch from clock_timestamp()) * 1000)::bigint",
-        )
-        .fetch_one(c).await)?)
+        Ok(on!(self.pool, c => sqlx::query_scalar::<_, i64>(NOW_MS).fetch_one(c).await)?)
     }
 
     /// Every agent that has written a heartbeat, by location.

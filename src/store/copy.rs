@@ -17,12 +17,11 @@ enum Kind {
     Real,
 }
 
-/// A table to copy: its name, its columns, the columns it is ordered (and paged) by, and
-/// whether it has an identity `id` whose sequence must move past the copied ids.
+/// A table to copy: its name, its columns, whether it has an identity `id` whose sequence
+/// must move past the copied ids, and its primary key (which also orders and pages it).
 struct Table {
     name: &'static str,
     columns: &'static [(&'static str, Kind)],
-    order: &'static str,
     identity: bool,
     /// The primary key.
     key: &'static [&'static str],
@@ -58,7 +57,6 @@ const TABLES: &[Table] = &[
             ("ratelimit_reset_tokens", Text),
             ("ttft_ms", Int),
         ],
-        order: "id",
         key: &["id"],
         same: &["at_ms", "location", "target", "probe"],
         identity: true,
@@ -75,7 +73,6 @@ const TABLES: &[Table] = &[
             ("latency_max_ms", Int),
             ("used_max", Real),
         ],
-        order: "target, hour_ms, probe, category",
         key: &["target", "hour_ms", "probe", "category"],
         same: &[],
         identity: false,
@@ -101,7 +98,6 @@ const TABLES: &[Table] = &[
             ("acked_by", Text),
             ("ack_comment", Text),
         ],
-        order: "id",
         key: &["id"],
         same: &["target", "category", "opened_at_ms"],
         identity: true,
@@ -114,7 +110,6 @@ const TABLES: &[Table] = &[
             ("since_ms", Int),
             ("until_ms", Int),
         ],
-        order: "incident_id, location",
         key: &["incident_id", "location"],
         same: &[],
         identity: false,
@@ -129,7 +124,6 @@ const TABLES: &[Table] = &[
             ("created_at_ms", Int),
             ("due_at_ms", Int),
         ],
-        order: "id",
         key: &["id"],
         same: &["incident_id", "kind", "created_at_ms"],
         identity: true,
@@ -149,7 +143,6 @@ const TABLES: &[Table] = &[
             ("created_at_ms", Int),
             ("expired_at_ms", Int),
         ],
-        order: "id",
         key: &["id"],
         same: &["created_at_ms", "created_by"],
         identity: true,
@@ -171,7 +164,6 @@ const TABLES: &[Table] = &[
             ("lease_owner", Text),
             ("lease_until_ms", Int),
         ],
-        order: "id",
         key: &["id"],
         same: &["event_id", "channel"],
         identity: true,
@@ -185,7 +177,6 @@ const TABLES: &[Table] = &[
             ("action", Text),
             ("detail", Text),
         ],
-        order: "id",
         key: &["id"],
         same: &["at_ms", "actor", "action"],
         identity: true,
@@ -193,7 +184,6 @@ const TABLES: &[Table] = &[
     Table {
         name: "detector_states",
         columns: &[("location", Text), ("target", Text), ("state", Text)],
-        order: "location, target",
         key: &["location", "target"],
         same: &[],
         identity: false,
@@ -201,7 +191,6 @@ const TABLES: &[Table] = &[
     Table {
         name: "probe_holds",
         columns: &[("target", Text), ("probe", Text), ("until_ms", Int)],
-        order: "target, probe",
         key: &["target", "probe"],
         same: &[],
         identity: false,
@@ -214,7 +203,6 @@ const TABLES: &[Table] = &[
             ("etag", Text),
             ("last_modified", Text),
         ],
-        order: "source",
         key: &["source"],
         same: &[],
         identity: false,
@@ -228,7 +216,6 @@ const TABLES: &[Table] = &[
             ("started_at_ms", Int),
             ("version", Text),
         ],
-        order: "location",
         key: &["location"],
         same: &[],
         identity: false,
@@ -286,21 +273,13 @@ enum Value {
     Real(Option<f64>),
 }
 
-/// How many of the source rows `offset..offset + limit` of `table` have their key taken
-/// in the target by a row that is not the same row: one query for the batch.
+/// How many of the source `rows` of `table` have their key taken in the target by a row
+/// that is not the same row: one query for the batch.
 async fn conflicting(
-    from: &sqlx::SqlitePool,
     into: &sqlx::PgPool,
     table: &Table,
-    select: &str,
-    offset: i64,
-    limit: i64,
+    rows: &[sqlx::sqlite::SqliteRow],
 ) -> Result<i64, CopyError> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(select.to_string()))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(from)
-        .await?;
     let wanted: Vec<(usize, &str, Kind)> = table
         .key
         .iter()
@@ -312,7 +291,7 @@ async fn conflicting(
         .collect();
     let names: Vec<&str> = wanted.iter().map(|w| w.1).collect();
     let mut check: QueryBuilder<Postgres> = QueryBuilder::new("select count(*) from (");
-    check.push_values(&rows, |mut b, row| {
+    check.push_values(rows, |mut b, row| {
         for (i, _, kind) in &wanted {
             match kind {
                 Int => b.push_bind(row.try_get::<Option<i64>, _>(*i).ok().flatten()),
@@ -384,7 +363,7 @@ impl Store {
                 "select {} from {} order by {} limit $1 offset $2",
                 columns.join(", "),
                 table.name,
-                table.order
+                table.key.join(", ")
             );
             let mut done = 0;
             let mut copy = TableCopy {
@@ -478,7 +457,7 @@ impl Store {
                 let skipped = if table.same.is_empty() || written.len() == rows.len() {
                     0
                 } else {
-                    conflicting(from, into, table, &select, done, rows.len() as i64).await?
+                    conflicting(into, table, &rows).await?
                 };
                 copy.skipped += skipped;
                 copy.unchanged += rows.len() as i64 - written.len() as i64 - skipped;

@@ -91,15 +91,6 @@ impl Store {
         self.with_locations(rows).await
     }
 
-    /// Every incident, newest first.
-    pub async fn all_incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
-        let sql =
-            format!("select {INCIDENT_COLUMNS} from incidents order by opened_at_ms desc, id desc");
-        let rows = on!(self.pool, c => sqlx::query_as::<_, IncidentRow>(sqlx::AssertSqlSafe(sql))
-            .fetch_all(c).await)?;
-        self.with_locations(rows).await
-    }
-
     /// One page of incidents, newest first: those with an id below `before` (all when
     /// `None`), of `target` if given, open (`Some(true)`), resolved (`Some(false)`) or both;
     /// at most `limit`. Filtered in SQL, so a long history is never read whole.
@@ -162,7 +153,8 @@ impl Store {
         // Healthy where a running agent probes the target (it keeps a detector state for
         // it) and does not see the incident: an agent that never probes it says nothing.
         let now = crate::clock::now_ms();
-        let (running, probing): (Vec<String>, Vec<(String, String)>) = if self.is_postgres() {
+        let fleet = self.is_postgres();
+        let (running, probing): (Vec<String>, Vec<(String, String)>) = if fleet {
             let running = self
                 .agents()
                 .await?
@@ -178,7 +170,6 @@ impl Store {
         } else {
             (Vec::new(), Vec::new())
         };
-        let fleet = self.is_postgres();
         for row in &mut rows {
             row.fleet = fleet;
             let open = row.resolved_at_ms.is_none();

@@ -42,6 +42,20 @@ static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/s
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl StoreError {
+    /// Whether the message already says which database (so that a caller does not say it
+    /// again).
+    pub fn names_the_database(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Open { .. }
+                | StoreError::OpenPostgres { .. }
+                | StoreError::Newer { .. }
+                | StoreError::Older { .. }
+                | StoreError::MigrationStuck { .. }
+                | StoreError::Lock(_)
+        )
+    }
+
     /// Whether the same write may succeed later unchanged: the database is busy, locked,
     /// read-only, full or unreachable. Anything else (a constraint, a row that cannot be
     /// encoded) fails again every time.

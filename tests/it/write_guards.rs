@@ -76,46 +76,34 @@ async fn look_alike_writes_are_refused_and_every_refusal_is_json() {
         "a refused write acknowledged the incident"
     );
     // A comment is counted in characters, and holds no control characters.
-    let r = app
-        .http
-        .post(&ack)
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "comment": "é".repeat(1000) }).to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(
+        &app,
+        &ack,
+        serde_json::json!({ "comment": "é".repeat(1000) }),
+    )
+    .await;
     assert_eq!(
         r.status(),
         200,
         "1000 characters of two bytes each are allowed"
     );
-    let r = app
-        .http
-        .post(&ack)
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "comment": "x".repeat(1001) }).to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(
+        &app,
+        &ack,
+        serde_json::json!({ "comment": "x".repeat(1001) }),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("1001 characters"));
-    let r = app
-        .http
-        .post(format!("{}/api/v1/silences", app.url))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body(
-            serde_json::json!({
-                "target": "prod", "category": "auth", "duration": "1h",
-                "comment": "\u{1b}]8;;http://evil\u{7}click\u{1b}]8;;\u{7}\nsecond line"
-            })
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(
+        &app,
+        &format!("{}/api/v1/silences", app.url),
+        serde_json::json!({
+            "target": "prod", "category": "auth", "duration": "1h",
+            "comment": "\u{1b}]8;;http://evil\u{7}click\u{1b}]8;;\u{7}\nsecond line"
+        }),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("control characters"));
     // The framework's own refusals: a method, a body over the limit.
@@ -135,6 +123,18 @@ async fn look_alike_writes_are_refused_and_every_refusal_is_json() {
     assert_eq!(status, 413, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(json["error"].is_string(), "{json}");
+}
+
+/// POSTs `body` as JSON with the token.
+async fn post_json(app: &TestApp, url: &str, body: serde_json::Value) -> reqwest::Response {
+    app.http
+        .post(url)
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
 }
 
 /// POSTs `size` bytes of JSON-typed body with the token over a plain socket and returns the
@@ -196,16 +196,18 @@ async fn silences_are_capped_with_a_clear_refusal_and_the_page_lists_a_few() {
             values.join(", ")
         ))
         .await;
-    let add = || {
-        app.http
-            .post(format!("{}/api/v1/silences", app.url))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(r#"{"target": "prod", "category": "auth", "duration": "1h", "comment": "one more"}"#)
-            .send()
+    let silences = format!("{}/api/v1/silences", app.url);
+    let one_more = || {
+        serde_json::json!({
+            "target": "prod", "category": "auth", "duration": "1h", "comment": "one more"
+        })
     };
-    assert_eq!(add().await.unwrap().status(), 201, "the thousandth");
-    let r = add().await.unwrap();
+    assert_eq!(
+        post_json(&app, &silences, one_more()).await.status(),
+        201,
+        "the thousandth"
+    );
+    let r = post_json(&app, &silences, one_more()).await;
     assert_eq!(r.status(), 409);
     let json: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert!(
